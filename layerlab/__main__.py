@@ -1,0 +1,5 @@
+import sys
+
+from layerlab.engine.cli.main import main
+
+sys.exit(main())
