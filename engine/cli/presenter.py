@@ -1,0 +1,68 @@
+"""Where a command's results go: a terminal, or (in the kernel) a notebook.
+
+The CLI's commands never print: they hand text, views and build events to
+a presenter. `TerminalPresenter` writes them to stdout and stderr; the
+kernel passes its own presenter that streams text into the cell and draws
+widgets for views.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from layerlab.engine.build import events
+from layerlab.engine.digest import short_id
+
+
+class TerminalPresenter:
+    """Writes everything to the process's stdout and stderr."""
+
+    def __init__(self, stdout=None, stderr=None):
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+
+    def write(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def error(self, text: str) -> None:
+        self.stderr.write(text)
+        self.stderr.flush()
+
+    def show(self, view) -> None:
+        self.write(view.text())
+
+    def build_event(self, event) -> None:
+        text = build_event_text(event)
+        if text:
+            self.write(text)
+
+    @contextlib.contextmanager
+    def container_stdio(self):
+        """Yield the file descriptors a foreground container writes to; None inherits ours."""
+        self.stdout.flush()
+        self.stderr.flush()
+        yield None, None
+
+
+def build_event_text(event) -> str:
+    """Return the lines Docker's classic builder prints for `event` (empty for silent events)."""
+    match event:
+        case events.StepStarted(index=index, total=total, instruction=instruction):
+            return f"Step {index}/{total} : {instruction}\n"
+        case events.StepCached():
+            return " ---> Using cache\n"
+        case events.ContainerStarted(container_id=container_id):
+            return f" ---> Running in {short_id(container_id)}\n"
+        case events.OutputLine(text=text):
+            return text + "\n"
+        case events.StepDone(image_id=image_id):
+            return f" ---> {short_id(image_id)}\n"
+        case events.BuildWarning(message=message):
+            return f"[WARNING]: {message}\n"
+        case events.BuildDone(image_id=image_id, tags=tags):
+            lines = [f"Successfully built {short_id(image_id)}\n"]
+            lines += [f"Successfully tagged {tag}\n" for tag in tags]
+            return "".join(lines)
+    return ""

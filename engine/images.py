@@ -1,0 +1,237 @@
+"""Image names: tags, image IDs, the build cache and parent links in `index.json`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from layerlab.engine.errors import ConflictError, InvalidArgumentError, NotFoundError
+from layerlab.engine.image import Image, load_image
+from layerlab.engine.reference import Reference, looks_like_image_id
+from layerlab.engine.store import (
+    ANNOTATION_CACHE_KEY,
+    ANNOTATION_IMAGE_ID,
+    ANNOTATION_PARENT,
+    ANNOTATION_REF_NAME,
+    ANNOTATION_UNTAGGED,
+    Descriptor,
+    Store,
+)
+
+log = logging.getLogger(__name__)
+
+SCRATCH = "scratch"
+
+
+@dataclass
+class ImageEntry:
+    """One row of `layerlab images`: an image ID with one of its names, or none."""
+
+    image_id: str
+    reference: Reference | None
+    descriptor: Descriptor
+
+
+class ImageIndex:
+    """Names and cache entries over the store's `index.json`."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    # Lookup
+
+    def entries(self) -> list[ImageEntry]:
+        """List named and untagged images (not cache entries), newest descriptor last."""
+        entries = []
+        for descriptor in self.store.descriptors():
+            annotations = descriptor.annotations
+            image_id = annotations.get(ANNOTATION_IMAGE_ID)
+            if image_id is None:
+                continue
+            if ANNOTATION_REF_NAME in annotations:
+                entries.append(ImageEntry(image_id, Reference.parse(annotations[ANNOTATION_REF_NAME]), descriptor))
+            elif ANNOTATION_UNTAGGED in annotations:
+                entries.append(ImageEntry(image_id, None, descriptor))
+        return entries
+
+    def resolve(self, name: str) -> Image:
+        """Find an image by reference, full or short image ID."""
+        descriptor = self.find_descriptor(name)
+        if descriptor is None:
+            raise NotFoundError(image_not_found_message(name))
+        return load_image(self.store, descriptor.digest)
+
+    def find_descriptor(self, name: str) -> Descriptor | None:
+        """Look `name` up as Docker does: a full ID, then a reference, then an ID prefix."""
+        descriptors = self.store.descriptors()
+        bare = name.removeprefix("sha256:")
+        if name.startswith("sha256:") or looks_like_image_id(name):
+            return self._find_by_id_prefix(bare, descriptors)
+
+        try:
+            wanted = str(Reference.parse(name))
+        except InvalidArgumentError:
+            if _is_hex_prefix(name):
+                return self._find_by_id_prefix(bare, descriptors)
+            raise
+        for descriptor in descriptors:
+            if descriptor.annotations.get(ANNOTATION_REF_NAME) == wanted:
+                return descriptor
+        if _is_hex_prefix(name):
+            return self._find_by_id_prefix(bare, descriptors)
+        return None
+
+    def _find_by_id_prefix(self, prefix: str, descriptors: list[Descriptor]) -> Descriptor | None:
+        matches: dict[str, Descriptor] = {}
+        for descriptor in descriptors:
+            image_id = descriptor.annotations.get(ANNOTATION_IMAGE_ID, "")
+            if image_id.removeprefix("sha256:").startswith(prefix):
+                matches.setdefault(image_id, descriptor)
+        if len(matches) > 1:
+            raise ConflictError(f"image ID prefix {prefix!r} matches {len(matches)} images: give more digits")
+        return next(iter(matches.values()), None)
+
+    def references_to(self, image_id: str) -> list[Reference]:
+        return [entry.reference for entry in self.entries() if entry.image_id == image_id and entry.reference]
+
+    def parent_of(self, image_id: str) -> str | None:
+        for descriptor in self.store.descriptors():
+            if descriptor.annotations.get(ANNOTATION_IMAGE_ID) == image_id:
+                parent = descriptor.annotations.get(ANNOTATION_PARENT)
+                if parent:
+                    return parent
+        return None
+
+    def known_image_ids(self) -> set[str]:
+        return {d.annotations[ANNOTATION_IMAGE_ID] for d in self.store.descriptors() if ANNOTATION_IMAGE_ID in d.annotations}
+
+    # Naming
+
+    def tag(self, image: Image, reference: Reference, parent: str | None = None) -> None:
+        """Point `reference` at `image`; the image it named before keeps an untagged entry if nothing else names it."""
+        wanted = str(reference)
+        descriptor = image.manifest_descriptor(_image_annotations(image.id, parent))
+        descriptor.annotations[ANNOTATION_REF_NAME] = wanted
+
+        def change(descriptors: list[Descriptor]) -> list[Descriptor]:
+            kept = []
+            replaced = None
+            for entry in descriptors:
+                if entry.annotations.get(ANNOTATION_REF_NAME) == wanted:
+                    replaced = entry
+                    continue
+                if entry.annotations.get(ANNOTATION_UNTAGGED) and entry.annotations.get(ANNOTATION_IMAGE_ID) == image.id:
+                    continue
+                kept.append(entry)
+            kept.append(descriptor)
+            if replaced is not None and replaced.annotations.get(ANNOTATION_IMAGE_ID) != image.id:
+                kept.extend(_untagged_if_orphaned(replaced, kept))
+            return kept
+
+        self.store.update_index(change)
+
+    def add_untagged(self, image: Image, parent: str | None = None) -> None:
+        """Record an image with no name, shown as `<none>` like Docker's dangling images."""
+        annotations = _image_annotations(image.id, parent)
+        annotations[ANNOTATION_UNTAGGED] = "true"
+
+        def change(descriptors: list[Descriptor]) -> None:
+            if not any(d.annotations.get(ANNOTATION_IMAGE_ID) == image.id and _is_listed(d) for d in descriptors):
+                descriptors.append(image.manifest_descriptor(annotations))
+
+        self.store.update_index(change)
+
+    def untag(self, reference: Reference) -> Descriptor:
+        wanted = str(reference)
+        removed: list[Descriptor] = []
+
+        def change(descriptors: list[Descriptor]) -> list[Descriptor]:
+            removed.extend(d for d in descriptors if d.annotations.get(ANNOTATION_REF_NAME) == wanted)
+            return [d for d in descriptors if d.annotations.get(ANNOTATION_REF_NAME) != wanted]
+
+        self.store.update_index(change)
+        if not removed:
+            raise NotFoundError(f"No such image: {reference.familiar}")
+        return removed[0]
+
+    def forget_image(self, image_id: str) -> None:
+        """Remove every name, untagged entry and cache entry of `image_id`."""
+
+        def change(descriptors: list[Descriptor]) -> list[Descriptor]:
+            return [d for d in descriptors if d.annotations.get(ANNOTATION_IMAGE_ID) != image_id]
+
+        self.store.update_index(change)
+
+    # Build cache
+
+    def cache_lookup(self) -> dict[str, Descriptor]:
+        """Read every cache entry at once: a build looks up many keys against one snapshot."""
+        return {
+            d.annotations[ANNOTATION_CACHE_KEY]: d
+            for d in self.store.descriptors()
+            if ANNOTATION_CACHE_KEY in d.annotations
+        }
+
+    def cache_put(self, key: str, image: Image, parent: str | None) -> None:
+        annotations = _image_annotations(image.id, parent)
+        annotations[ANNOTATION_CACHE_KEY] = key
+
+        def change(descriptors: list[Descriptor]) -> list[Descriptor]:
+            kept = [d for d in descriptors if d.annotations.get(ANNOTATION_CACHE_KEY) != key]
+            kept.append(image.manifest_descriptor(annotations))
+            return kept
+
+        self.store.update_index(change)
+
+    def prune_cache(self) -> int:
+        removed = []
+
+        def change(descriptors: list[Descriptor]) -> list[Descriptor]:
+            removed.extend(d for d in descriptors if ANNOTATION_CACHE_KEY in d.annotations)
+            return [d for d in descriptors if ANNOTATION_CACHE_KEY not in d.annotations]
+
+        self.store.update_index(change)
+        return len(removed)
+
+
+def image_not_found_message(name: str) -> str:
+    if name == SCRATCH:
+        return "'scratch' is a reserved name: use it only in FROM"
+    try:
+        familiar = Reference.parse(name).familiar
+    except InvalidArgumentError:
+        familiar = name
+    hint = _bootstrap_hint(familiar)
+    return f"image {familiar} not found in the store: {hint}"
+
+
+def _bootstrap_hint(familiar: str) -> str:
+    if familiar.startswith("busybox"):
+        return "run `layerlab bootstrap busybox` to make it locally"
+    if familiar.startswith("debian:"):
+        return f"run `layerlab bootstrap {familiar}` to make it locally"
+    return "build it, load it, or make a base image with `layerlab bootstrap busybox` or `layerlab bootstrap debian:bookworm`"
+
+
+def _image_annotations(image_id: str, parent: str | None) -> dict[str, str]:
+    annotations = {ANNOTATION_IMAGE_ID: image_id}
+    if parent:
+        annotations[ANNOTATION_PARENT] = parent
+    return annotations
+
+
+def _is_listed(descriptor: Descriptor) -> bool:
+    return ANNOTATION_REF_NAME in descriptor.annotations or ANNOTATION_UNTAGGED in descriptor.annotations
+
+
+def _untagged_if_orphaned(old: Descriptor, kept: list[Descriptor]) -> list[Descriptor]:
+    image_id = old.annotations.get(ANNOTATION_IMAGE_ID)
+    if any(d.annotations.get(ANNOTATION_IMAGE_ID) == image_id and _is_listed(d) for d in kept):
+        return []
+    annotations = {k: v for k, v in old.annotations.items() if k != ANNOTATION_REF_NAME}
+    annotations[ANNOTATION_UNTAGGED] = "true"
+    return [Descriptor(old.media_type, old.digest, old.size, annotations)]
+
+
+def _is_hex_prefix(text: str) -> bool:
+    return bool(text) and all(ch in "0123456789abcdef" for ch in text)

@@ -1,0 +1,53 @@
+"""Directories the runtime owns on the host, shared by every container.
+
+`empty` is the lower layer of an image with no layers, because overlayfs
+needs at least one. `mnt` is where a child mounts a container's overlay
+inside its own mount namespace. Each child mounts there privately, so all
+containers can share it and the host never sees those mounts.
+"""
+
+import logging
+import os
+import stat
+
+from layerlab.engine.errors import ContainerError
+
+log = logging.getLogger(__name__)
+
+
+def _base_dir():
+    if os.geteuid() == 0 and os.path.isdir("/run"):
+        return "/run/layerlab"
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir:
+        return os.path.join(runtime_dir, "layerlab")
+    return os.path.join(os.environ.get("TMPDIR", "/tmp"), f"layerlab-{os.geteuid()}")
+
+
+def _ensure_private_dir(path):
+    try:
+        os.mkdir(path, 0o755)
+        log.debug("created runtime directory %s", path)
+    except FileExistsError:
+        pass
+
+    # In a shared directory such as /tmp another user could have created the
+    # path first, as a symlink or a directory they can write to.
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise ContainerError(
+            f"runtime directory {path} is not a directory owned by uid {os.geteuid()} "
+            f"and writable only by it; remove it and retry"
+        )
+
+
+def runtime_dir(name):
+    """Return the path of the runtime's directory `name` ("empty" or "mnt"), creating it if needed."""
+    base = _base_dir()
+    path = os.path.join(base, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+        return path
+
+    _ensure_private_dir(base)
+    _ensure_private_dir(path)
+    return path

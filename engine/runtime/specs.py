@@ -1,0 +1,40 @@
+"""What a container is made of: its root file system, its process and its namespaces."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RootfsSpec:
+    """An overlay root: read-only layers under one writable layer."""
+
+    lowerdirs: list[str]  # snapshot directories, top layer first; may be empty
+    upperdir: str  # the container's writable layer
+    workdir: str  # overlayfs work directory on the same file system as upperdir
+
+
+@dataclass
+class ProcessSpec:
+    """The program that runs as the container's PID 1."""
+
+    args: list[str]
+    env: list[str]  # "KEY=value"
+    cwd: str = "/"
+    user: str = ""  # "", "name", "uid", "name:group", "uid:gid"
+    terminal: bool = False
+
+
+@dataclass
+class ContainerSpec:
+    """Everything `start` needs to create and run one container."""
+
+    id: str
+    rootfs: RootfsSpec
+    process: ProcessSpec
+    hostname: str
+    network: str = "host"  # "host" shares the host's network namespace, "none" gets only loopback
+    etc_files: dict[str, str] = field(default_factory=dict)  # "/etc/hosts" -> host path, bound read-write
+    readonly_rootfs: bool = False
+    cap_add: tuple[str, ...] = ()  # capability names such as "NET_ADMIN", "CAP_NET_ADMIN" or "ALL"
+    cap_drop: tuple[str, ...] = ()
+    privileged: bool = False
+    no_new_privileges: bool = False  # Docker's --security-opt no-new-privileges

@@ -1,0 +1,243 @@
+"""The image store: an OCI image layout directory.
+
+Blobs live under `blobs/sha256/<hex>`; `index.json` lists one manifest
+descriptor per tag (`org.opencontainers.image.ref.name`), per build-cache
+entry (`dev.layerlab.cache.key`) and per image that lost its tag
+(`dev.layerlab.untagged`), so skopeo, umoci and podman can read the store as
+it is. Every descriptor also carries the image ID and the parent image's ID
+as annotations, so listing images never opens a manifest.
+
+Writes are crash-safe: a blob is written to `tmp/`, hashed while written,
+fsynced and renamed into place, and `index.json` is rewritten the same way
+under an exclusive fcntl lock, so two notebooks can share one store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from layerlab.engine.digest import check_digest, hex_part
+from layerlab.engine.errors import InvalidArgumentError, NotFoundError
+from layerlab.engine.locking import file_lock
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_TYPE_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+ANNOTATION_CACHE_KEY = "dev.layerlab.cache.key"
+ANNOTATION_UNTAGGED = "dev.layerlab.untagged"
+ANNOTATION_IMAGE_ID = "dev.layerlab.image.id"
+ANNOTATION_PARENT = "dev.layerlab.parent"
+ANNOTATION_CREATED = "org.opencontainers.image.created"
+
+COPY_BUFFER = 1 << 20
+
+
+@dataclass
+class Descriptor:
+    """An OCI content descriptor: what a blob is, its digest and its size."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        doc = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.annotations:
+            doc["annotations"] = dict(self.annotations)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Descriptor:
+        return cls(doc["mediaType"], doc["digest"], doc["size"], dict(doc.get("annotations") or {}))
+
+
+class BlobWriter:
+    """A blob being written: hashed as it is written, published on `commit`.
+
+    Use it as a context manager; leaving the block without `commit` (an
+    error, Ctrl-C) deletes the temporary file, so no partial blob ever
+    appears under a digest.
+    """
+
+    def __init__(self, store: Store):
+        self._store = store
+        fd, self._tmp_path = tempfile.mkstemp(prefix="blob-", dir=store.tmp_dir)
+        self._file = os.fdopen(fd, "wb", buffering=COPY_BUFFER)
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.digest: str | None = None
+
+    def write(self, data) -> int:
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def commit(self, expected_digest: str | None = None, expected_size: int | None = None) -> str:
+        """Verify and publish the blob; return its digest."""
+        digest = "sha256:" + self._hash.hexdigest()
+        if expected_digest is not None and digest != expected_digest:
+            raise InvalidArgumentError(f"blob digest mismatch: expected {expected_digest}, got {digest}")
+        if expected_size is not None and self.size != expected_size:
+            raise InvalidArgumentError(
+                f"blob {digest} size mismatch: expected {expected_size} bytes, got {self.size}"
+            )
+
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.rename(self._tmp_path, self._store.blob_path(digest))
+        self._store.sync_blob_dir()
+        self.digest = digest
+        return digest
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        if self.digest is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp_path)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Store:
+    """An OCI image layout with layerlab's annotations; see the module doc."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.blob_dir = os.path.join(root, "blobs", "sha256")
+        self.tmp_dir = os.path.join(root, "tmp")
+        self.lock_dir = os.path.join(root, "locks")
+        self.index_path = os.path.join(root, "index.json")
+        self._ensure_layout()
+
+    def _ensure_layout(self) -> None:
+        for path in (self.blob_dir, self.tmp_dir, self.lock_dir):
+            os.makedirs(path, exist_ok=True)
+        layout = os.path.join(self.root, "oci-layout")
+        if not os.path.exists(layout):
+            _write_atomically(layout, b'{"imageLayoutVersion":"1.0.0"}', self.tmp_dir)
+        if not os.path.exists(self.index_path):
+            with file_lock(self._index_lock):
+                if not os.path.exists(self.index_path):
+                    self._write_index([])
+
+    # Blobs
+
+    def blob_path(self, digest: str) -> str:
+        return os.path.join(self.blob_dir, hex_part(digest))
+
+    def has_blob(self, digest: str) -> bool:
+        return os.path.exists(self.blob_path(digest))
+
+    def blob_writer(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def put_blob(self, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.has_blob(digest):
+            return digest
+        with self.blob_writer() as writer:
+            writer.write(data)
+            return writer.commit()
+
+    def put_json(self, doc: dict) -> tuple[str, int]:
+        """Store `doc` as canonical JSON (sorted keys, no spaces); return digest and size."""
+        data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return self.put_blob(data), len(data)
+
+    def read_blob(self, digest: str) -> bytes:
+        try:
+            with open(self.blob_path(check_digest(digest)), "rb") as blob:
+                return blob.read()
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} not found in the store {self.root}: run `layerlab fsck`") from None
+
+    def read_json(self, digest: str) -> dict:
+        return json.loads(self.read_blob(digest))
+
+    def open_blob(self, digest: str):
+        try:
+            return open(self.blob_path(check_digest(digest)), "rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} not found in the store {self.root}: run `layerlab fsck`") from None
+
+    def sync_blob_dir(self) -> None:
+        fd = os.open(self.blob_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def iter_blobs(self) -> Iterator[str]:
+        for name in os.listdir(self.blob_dir):
+            yield f"sha256:{name}"
+
+    # index.json
+
+    @property
+    def _index_lock(self) -> str:
+        return os.path.join(self.lock_dir, "index.lock")
+
+    def descriptors(self) -> list[Descriptor]:
+        """Read `index.json` as it is now (a consistent snapshot, no lock needed)."""
+        with open(self.index_path, "rb") as index:
+            doc = json.load(index)
+        return [Descriptor.from_json(entry) for entry in doc.get("manifests", [])]
+
+    def update_index(self, change: Callable[[list[Descriptor]], list[Descriptor] | None]) -> list[Descriptor]:
+        """Apply `change` to the descriptors under the lock and publish the result atomically."""
+        with file_lock(self._index_lock):
+            descriptors = self.descriptors()
+            result = change(descriptors)
+            if result is not None:
+                descriptors = result
+            self._write_index(descriptors)
+            return descriptors
+
+    def _write_index(self, descriptors: list[Descriptor]) -> None:
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_INDEX,
+            "manifests": [d.to_json() for d in descriptors],
+        }
+        _write_atomically(self.index_path, json.dumps(doc, indent=1).encode(), self.tmp_dir)
+
+
+def _write_atomically(path: str, data: bytes, tmp_dir: str) -> None:
+    fd, tmp_path = tempfile.mkstemp(prefix=".write-", dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.rename(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_path)
+        raise
+
+    dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
