@@ -441,16 +441,13 @@ def build_busybox_rootfs(dest_tar, *, source_date_epoch=None):
 # Suites without -updates and -security archives.
 SUITES_WITHOUT_UPDATES = {"sid", "unstable", "experimental", "rc-buggy"}
 
-# Settings from the official Debian images: apt keeps no downloaded .debs
-# and fetches no translations, which would only make every layer bigger.
-APT_CONF = {
-    "etc/apt/apt.conf.d/docker-clean": (
-        'Binary::apt::APT::Keep-Downloaded-Packages "false";\n'
-        'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb '
-        '/var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\n'
-    ),
-    "etc/apt/apt.conf.d/docker-no-languages": 'Acquire::Languages "none";\n',
-}
+# apt settings of the official Debian images, written by mmdebstrap into
+# /etc/apt/apt.conf.d/99mmdebstrap: apt keeps no downloaded .debs and
+# fetches no translations, which would only make every layer bigger.
+APT_OPTIONS = [
+    'Binary::apt::APT::Keep-Downloaded-Packages "false"',
+    'Acquire::Languages "none"',
+]
 
 
 def security_mirror(mirror):
@@ -510,9 +507,7 @@ def mmdebstrap_command(suite, dest_tar, mirror, variant, slim):
         # would make the tar differ from host to host.
         '--customize-hook=rm -f "$1"/etc/resolv.conf "$1"/etc/hostname',
     ]
-
-    for path, text in APT_CONF.items():
-        command.append(f"--customize-hook=printf %s {shlex.quote(text)} > \"$1\"/{path}")
+    command += [f"--aptopt={option}" for option in APT_OPTIONS]
 
     if slim:
         # The "slim" images' choice: no manual pages, info pages or
@@ -524,6 +519,21 @@ def mmdebstrap_command(suite, dest_tar, mirror, variant, slim):
     command += [suite, dest_tar]
     command += source_lines(suite, mirror)
     return command
+
+
+def copy_without_devices(source_tar, stream):
+    """Copy `source_tar` to `stream`, leaving out what mmdebstrap put under /dev.
+
+    Images keep /dev empty, as the official ones do: the runtime makes a
+    minimal /dev, and an unprivileged extraction cannot create device nodes.
+    """
+    with tarfile.open(source_tar, "r:") as source, \
+            tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as dest:
+        for member in source:
+            if member.name.lstrip("./").startswith("dev/"):
+                continue
+            fileobj = source.extractfile(member) if member.isreg() else None
+            dest.addfile(member, fileobj)
 
 
 def mmdebstrap_version():
@@ -557,14 +567,11 @@ def build_debian_rootfs(suite, dest_tar, *, mirror="http://deb.debian.org/debian
     log.info("running %s", shlex.join(command))
     try:
         run_tool(command, env=env)
-        os.replace(tmp_tar, dest_tar)
+        tar_sha256, size = write_atomically(dest_tar, functools.partial(copy_without_devices, tmp_tar))
     finally:
         if os.path.exists(tmp_tar):
             os.unlink(tmp_tar)
     seconds = round(time.monotonic() - started, 1)
-
-    size = os.path.getsize(dest_tar)
-    tar_sha256 = sha256_file(dest_tar)
     snapshot = None
     version = suite
     if epoch is not None:
