@@ -40,7 +40,7 @@ bridge_links() {
 }
 
 daemon_pids() {
-    pgrep -x 'dockerd|containerd' | sort || true
+    { pgrep -x dockerd; pgrep -x containerd; } | sort || true
 }
 
 # Links and daemons that were there before the run are not its leaks.
