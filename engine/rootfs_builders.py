@@ -1,7 +1,7 @@
 """Base-image root file systems made from Debian packages, with no registry.
 
 Each builder writes one uncompressed tarball, which becomes the single layer
-of a base image, and returns metadata that says how it was made, so the
+of a base image, and returns metadata that records how it was made, so the
 image can be labelled with its source:
 
 - `build_busybox_rootfs`: `/bin/busybox` from Debian's `busybox-static`

@@ -6,7 +6,7 @@ set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${LAYERLAB_VENV:-$repo_root/.venv}"
-# Timeouts in seconds: one test (a debian bootstrap takes minutes), and the
+# Timeouts in seconds: one test (a debian bootstrap can take minutes), and the
 # whole run, which must end before CI's 90 minutes with time for set-up.
 test_timeout="${LAYERLAB_TEST_TIMEOUT:-900}"
 suite_timeout="${LAYERLAB_SUITE_TIMEOUT:-4500}"
@@ -28,9 +28,11 @@ mkdir -p "$LAYERLAB_ROOT"
 cleanup() {
     # Unmount whatever a failed test left, deepest first, so rm cannot
     # descend into a mounted file system.
-    findmnt -rn -o TARGET | grep -F "$run_dir" | sort -r | while read -r target; do
-        umount -l "$target" 2>/dev/null || true
-    done
+    local targets
+    targets="$(findmnt -rn -o TARGET | grep -F "$run_dir" | sort -r || true)"
+    while read -r target; do
+        [[ -n "$target" ]] && umount -l "$target" 2>/dev/null || true
+    done <<< "$targets"
     rm -rf "$run_dir" 2>/dev/null || true
 }
 trap cleanup EXIT

@@ -2,7 +2,7 @@
 
 Base-image tarballs are built once and cached on disk across runs
 (`LAYERLAB_TEST_CACHE`, default /var/tmp/layerlab-test-cache), because a
-debian bootstrap takes minutes. Any mount left under a test's temporary
+debian bootstrap can take minutes on a slow mirror. Any mount left under a test's temporary
 directory fails that test.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from layerlab.engine import rootfs_builders
-from tests.oracle.dockerd import dockerd_fixture
+from tests.oracle.dockerd import dockerd_fixture  # noqa: F401 (registers `dockerd`)
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,6 @@ CACHE_DIR = Path(os.environ.get("LAYERLAB_TEST_CACHE", "/var/tmp/layerlab-test-c
 # `network` marker and `-m 'not network'` deselects them.
 NETWORK_FIXTURES = {"debian_rootfs", "debian_rootfs_tar"}
 DOCKER_FIXTURES = {"dockerd"}
-
-dockerd = dockerd_fixture
 
 
 def pytest_collection_modifyitems(config, items):

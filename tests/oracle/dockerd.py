@@ -77,7 +77,7 @@ class PrivateDockerd:
     def __init__(self, dockerd, docker):
         self.dockerd = dockerd
         self.docker_client = docker
-        # The exec root holds unix sockets, whose paths must stay under
+        # The exec root contains unix sockets, whose paths must stay under
         # 108 bytes, so it gets a short name under /tmp.
         self.exec_root = Path(tempfile.mkdtemp(prefix="lldkr-", dir="/tmp"))
         self.base = Path(tempfile.mkdtemp(prefix="layerlab-dockerd-", dir="/var/tmp"))
@@ -106,7 +106,7 @@ class PrivateDockerd:
         ]
 
     def start(self):
-        """Start dockerd and wait until `docker version` gets an answer from it."""
+        """Start dockerd and wait until `docker version` succeeds against it."""
         self.config_dir.mkdir()
         started = time.monotonic()
         with open(self.log_path, "wb") as log_file:
@@ -127,7 +127,7 @@ class PrivateDockerd:
             time.sleep(0.2)
 
         self.stop()
-        raise TimeoutError(f"dockerd did not answer on {self.socket} within {START_TIMEOUT} s:\n{self.log_tail()}")
+        raise TimeoutError(f"dockerd timed out: no response on {self.socket} within {START_TIMEOUT} s:\n{self.log_tail()}")
 
     def log_tail(self, lines=30):
         try:
@@ -204,7 +204,7 @@ def in_ci():
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", name="dockerd")
 def dockerd_fixture():
     """A running private Docker Engine, stopped and removed after the session."""
     dockerd = shutil.which("dockerd")
