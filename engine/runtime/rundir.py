@@ -45,9 +45,6 @@ def runtime_dir(name):
     """Return the path of the runtime's directory `name` ("empty" or "mnt"), creating it if needed."""
     base = _base_dir()
     path = os.path.join(base, name)
-    if os.path.isdir(path) and not os.path.islink(path):
-        return path
-
     _ensure_private_dir(base)
     _ensure_private_dir(path)
     return path

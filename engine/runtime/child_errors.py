@@ -1,0 +1,75 @@
+"""Errors sent from a forked child to its parent over a close-on-exec pipe.
+
+The child writes the exception and exits; when it execs instead, the pipe
+closes empty. So the parent learns, before `start` returns, whether the
+container's program started, and why not.
+
+Exceptions travel pickled when the child can still import pickle. After
+pivot_root the Python installation is out of reach, so there the child
+sends the message and exit code as text, and the parent rebuilds a
+ContainerError.
+"""
+
+import logging
+import os
+
+from layerlab.engine.errors import ContainerError, LayerlabError
+
+log = logging.getLogger(__name__)
+
+# The first byte of a pickle of protocol 2 or later is 0x80, never this one.
+_TEXT_MARKER = b"T"
+
+
+def send_error(fd, error):
+    """Write `error` to `fd` for `receive_error`."""
+    try:
+        import pickle
+
+        data = pickle.dumps(error)
+    except Exception:
+        exit_code = getattr(error, "exit_code", ContainerError.exit_code)
+        message = str(error) if isinstance(error, LayerlabError) else f"{type(error).__name__}: {error}"
+        data = _TEXT_MARKER + f"{exit_code}\0{message}".encode("utf-8", "backslashreplace")
+
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def receive_error(fd):
+    """Read `fd` to its end and return the exception the child sent, or None; closes `fd`."""
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+    if not chunks:
+        return None
+    data = b"".join(chunks)
+    if data.startswith(_TEXT_MARKER):
+        return _text_error(data)
+
+    import pickle
+
+    error = pickle.loads(data)
+    if isinstance(error, LayerlabError):
+        return error
+
+    # An unexpected exception from the child keeps its type name in the message.
+    wrapped = ContainerError(f"{type(error).__name__}: {error}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def _text_error(data):
+    exit_code, _, message = data[len(_TEXT_MARKER):].decode("utf-8", "replace").partition("\0")
+    error = ContainerError(message)
+    error.exit_code = int(exit_code)
+    return error

@@ -1,0 +1,128 @@
+"""Starting a container and waiting for it, from the launching process.
+
+The launcher forks the container's init directly into a new PID namespace,
+so no intermediate process exists: the child is PID 1 inside and an
+ordinary child of the launcher outside, which waitpid(2) can reap.
+"""
+
+import logging
+import os
+import signal
+
+from layerlab.engine.errors import InvalidArgumentError
+from layerlab.engine.runtime import syscalls
+from layerlab.engine.runtime.child_errors import receive_error, send_error
+from layerlab.engine.runtime.process import init_container
+
+log = logging.getLogger(__name__)
+
+_NETWORK_MODES = ("host", "none")
+
+
+class Container:
+    """A started container, identified by the host PID of its init process."""
+
+    def __init__(self, container_id, pid):
+        self.id = container_id
+        self.pid = pid
+        self.exit_code = None
+
+    def wait(self):
+        """Wait for the container's init to exit and return its exit code (128 + signal if killed)."""
+        if self.exit_code is None:
+            _, status = os.waitpid(self.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            self.exit_code = 128 - code if code < 0 else code
+            log.info("container %s (pid %d) exited with code %d", self.id, self.pid, self.exit_code)
+        return self.exit_code
+
+    def kill(self, sig=signal.SIGKILL):
+        """Send `sig` to the container's init; does nothing once it has been reaped.
+
+        The PID 1 of a namespace receives from outside only SIGKILL, SIGSTOP
+        and signals for which it has a handler.
+        """
+        # Until waitpid reaps it the PID cannot be reused, so this never
+        # signals an unrelated process.
+        if self.exit_code is None:
+            os.kill(self.pid, sig)
+
+    def __repr__(self):
+        return f"Container(id={self.id!r}, pid={self.pid}, exit_code={self.exit_code})"
+
+
+def _validate(spec):
+    if not spec.process.args:
+        raise InvalidArgumentError(f"container {spec.id}: no command specified")
+    if spec.network not in _NETWORK_MODES:
+        raise InvalidArgumentError(f"container {spec.id}: network {spec.network!r} is not supported, use host or none")
+    if spec.process.terminal:
+        # TODO: allocate a pseudo-terminal on the container's devpts and hand its master to the caller.
+        raise InvalidArgumentError(f"container {spec.id}: terminal mode is not supported yet")
+
+
+def fork_into_new_pid_namespace():
+    """Fork a child that is PID 1 of a new PID namespace; return its host PID (0 in the child).
+
+    unshare(CLONE_NEWPID) changes only the namespace of the calling thread's
+    next children, so the launcher switches it back with setns(2) right after
+    the fork and later forks stay in the host's namespace.
+    """
+    host_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+        except BaseException:
+            syscalls.setns(host_namespace, syscalls.CLONE_NEWPID)
+            raise
+        if pid != 0:
+            syscalls.setns(host_namespace, syscalls.CLONE_NEWPID)
+    finally:
+        os.close(host_namespace)
+    return pid
+
+
+def start(spec, stdin=None, stdout=None, stderr=None, *, kill_with_parent=False):
+    """Create and start the container described by `spec` (a ContainerSpec) and return a Container.
+
+    stdin, stdout and stderr are file descriptors for the container's fds
+    0-2, or None to inherit the caller's. With kill_with_parent the kernel
+    sends SIGKILL to the container when the calling thread exits.
+
+    Returns once the program has been executed. A failure before that raises
+    ContainerError, whose exit_code is 127 for a missing program and 126 for
+    one that cannot be executed, as in Docker.
+    """
+    _validate(spec)
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+
+    pid = fork_into_new_pid_namespace()
+    if pid == 0:
+        _run_child(spec, (stdin, stdout, stderr), kill_with_parent, read_fd, write_fd)
+
+    os.close(write_fd)
+    error = receive_error(read_fd)
+    if error is not None:
+        os.waitpid(pid, 0)
+        log.info("container %s failed to start: %s", spec.id, error)
+        raise error
+
+    log.info("started container %s as pid %d", spec.id, pid)
+    return Container(spec.id, pid)
+
+
+def _run_child(spec, stdio, kill_with_parent, read_fd, write_fd):
+    # Runs in the forked child and never returns: it either execs or exits.
+    exit_code = 125
+    try:
+        os.close(read_fd)
+        init_container(spec, stdio, kill_with_parent)
+    except BaseException as error:
+        exit_code = getattr(error, "exit_code", 125)
+        try:
+            send_error(write_fd, error)
+        except BaseException:
+            pass
+    finally:
+        os._exit(exit_code)

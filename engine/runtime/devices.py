@@ -1,0 +1,92 @@
+"""The container's /dev: a small tmpfs with only the standard device nodes.
+
+The set matches what Docker 20.10 (runc) gives a container without
+--privileged or --device.
+"""
+
+import errno
+import logging
+import os
+import stat
+
+from layerlab.engine.runtime import syscalls
+
+log = logging.getLogger(__name__)
+
+# name -> (major, minor), from the kernel's Documentation/admin-guide/devices.txt
+STANDARD_DEVICES = {
+    "null": (1, 3),
+    "zero": (1, 5),
+    "full": (1, 7),
+    "random": (1, 8),
+    "urandom": (1, 9),
+    "tty": (5, 0),
+}
+
+STANDARD_SYMLINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+    "core": "/proc/kcore",
+    "ptmx": "pts/ptmx",
+}
+
+
+def mount_dev(dev):
+    """Mount a fresh /dev on the directory `dev` and populate it."""
+    # nosuid: no set-user-ID program can be placed on it. Not nodev, since
+    # the nodes below live on it. strictatime and the 64 MiB size are runc's.
+    syscalls.mount("tmpfs", dev, "tmpfs", syscalls.MS_NOSUID | syscalls.MS_STRICTATIME, "mode=755,size=65536k")
+
+    for name, (major, minor) in STANDARD_DEVICES.items():
+        _create_device(os.path.join(dev, name), major, minor)
+
+    _mount_devpts(os.path.join(dev, "pts"))
+    _mount_shm(os.path.join(dev, "shm"))
+    _mount_mqueue(os.path.join(dev, "mqueue"))
+
+    for name, target in STANDARD_SYMLINKS.items():
+        os.symlink(target, os.path.join(dev, name))
+
+
+def _create_device(path, major, minor):
+    try:
+        syscalls.mknod(path, stat.S_IFCHR | 0o666, major, minor)
+    except syscalls.SyscallError as error:
+        # Without CAP_MKNOD (in a user namespace) bind the host's node instead.
+        if error.errno != errno.EPERM:
+            raise
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
+        syscalls.mount(os.path.join("/dev", os.path.basename(path)), path, None, syscalls.MS_BIND)
+        return
+
+    # mknod applies the umask, so set the mode explicitly.
+    os.chmod(path, 0o666)
+
+
+def _mount_devpts(path):
+    os.mkdir(path, 0o755)
+    # newinstance keeps the container's terminals apart from the host's.
+    # ptmxmode=0666 lets any user open /dev/ptmx, and gid=5 is the tty group
+    # in Debian-derived images, as Docker sets it. No set-user-ID programs and
+    # no executables belong on a devpts.
+    syscalls.mount(
+        "devpts", path, "devpts", syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+    )
+
+
+def _mount_shm(path):
+    os.mkdir(path, 0o1777)
+    # Shared memory holds no devices, executables or set-user-ID programs.
+    syscalls.mount(
+        "shm", path, "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC,
+        "mode=1777,size=65536k",
+    )
+
+
+def _mount_mqueue(path):
+    os.mkdir(path, 0o755)
+    # The mqueue file system shows the container's own IPC namespace.
+    syscalls.mount("mqueue", path, "mqueue", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)

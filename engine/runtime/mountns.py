@@ -1,0 +1,64 @@
+"""A function run on a mounted overlay in a private mount namespace (COPY in builds uses it)."""
+
+import logging
+import os
+import sys
+
+from layerlab.engine.errors import ContainerError
+from layerlab.engine.runtime import syscalls
+from layerlab.engine.runtime.child_errors import receive_error, send_error
+from layerlab.engine.runtime.overlay import mount_overlay
+from layerlab.engine.runtime.rootfs import make_mounts_private
+from layerlab.engine.runtime.rundir import runtime_dir
+
+log = logging.getLogger(__name__)
+
+
+def run_in_rootfs(rootfs, fn):
+    """Mount `rootfs` (a RootfsSpec) in a forked child's own mount namespace and call fn(merged_path) there.
+
+    An exception from fn, or from the mount, is raised again in the caller:
+    a LayerlabError as it is, any other as ContainerError with its message.
+    The mount dies with the child, so none is left in the caller's namespace.
+    fn's return value is discarded, and its changes to Python objects stay
+    in the child.
+    """
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        _run_child(rootfs, fn, read_fd, write_fd)
+
+    os.close(write_fd)
+    error = receive_error(read_fd)
+    _, status = os.waitpid(pid, 0)
+    if error is not None:
+        raise error
+    if status != 0:
+        raise ContainerError(f"run_in_rootfs: child exited with status {os.waitstatus_to_exitcode(status)}")
+
+
+def _run_child(rootfs, fn, read_fd, write_fd):
+    # Runs in the forked child and never returns.
+    exit_code = 0
+    try:
+        os.close(read_fd)
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        make_mounts_private()
+
+        target = runtime_dir("mnt")
+        mount_overlay(rootfs, target)
+        fn(target)
+    except BaseException as error:
+        exit_code = 1
+        try:
+            send_error(write_fd, error)
+        except BaseException:
+            pass
+    finally:
+        # os._exit skips Python's buffered output, so flush what fn printed.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(exit_code)

@@ -1,0 +1,183 @@
+"""The container's init: the forked child that becomes the container's PID 1 and execs its program.
+
+Everything here runs in the child between fork and execve, already in the
+new PID namespace. A failure raises, and `container.start` sends the error
+to the parent.
+"""
+
+import errno
+import fcntl
+import logging
+import os
+import signal
+import stat
+
+from layerlab.engine.errors import ContainerError
+from layerlab.engine.runtime import capabilities, rootfs, syscalls
+from layerlab.engine.runtime.users import resolve_user, user_env
+
+log = logging.getLogger(__name__)
+
+# Docker's default umask for the container's process.
+_UMASK = 0o022
+
+
+def init_container(spec, stdio, kill_with_parent):
+    """Set up the namespaces, root, user and capabilities of the container, then exec its program."""
+    _detach_from_launcher(kill_with_parent)
+
+    _unshare_namespaces(spec)
+    syscalls.sethostname(spec.hostname)
+    if spec.network != "host":
+        from layerlab.engine.runtime.loopback import set_loopback_up
+
+        set_loopback_up()
+
+    os.umask(_UMASK)
+    rootfs.make_mounts_private()
+    rootfs.pivot_root(rootfs.prepare_rootfs(spec))
+
+    exec_user = resolve_user(spec.process.user)
+    env = user_env(spec.process.env, exec_user, spec.hostname)
+    _make_cwd(spec.process.cwd)
+    if spec.readonly_rootfs:
+        rootfs.remount_root_readonly()
+
+    _dup_stdio(stdio)
+    _close_other_fds_on_exec()
+
+    mask = capabilities.capability_mask(
+        capabilities.capability_set(spec.cap_add, spec.cap_drop, spec.privileged)
+    )
+    _switch_user(exec_user, mask)
+    if spec.no_new_privileges:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+
+    _chdir(spec.process.cwd)
+    execve(spec.process.args, env)
+
+
+def _detach_from_launcher(kill_with_parent):
+    # A new session keeps the launcher's terminal signals (Ctrl-C) away
+    # from the container, as runc does.
+    os.setsid()
+
+    # Python ignores SIGPIPE and SIGXFSZ, and execve(2) keeps ignored
+    # signals ignored, so restore the defaults that programs expect.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+    if kill_with_parent:
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        # NOTE: if the launcher died before the prctl call, the signal never
+        # comes. The launcher is blocked reading the error pipe until exec,
+        # so only a launcher killed in these few milliseconds leaks one.
+
+
+def _unshare_namespaces(spec):
+    # The PID namespace was entered at fork time by `container.start`.
+    flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
+    if spec.network != "host":
+        flags |= syscalls.CLONE_NEWNET
+    syscalls.unshare(flags)
+
+
+def _make_cwd(cwd):
+    # Docker creates a missing working directory instead of failing.
+    try:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+    except OSError as error:
+        raise ContainerError(f"cannot create working directory {cwd}: {error.strerror}") from None
+
+
+def _dup_stdio(stdio):
+    # Copy every source above 2 first, so that a source that is itself 0, 1
+    # or 2 is not overwritten by an earlier dup2.
+    copies = [None if fd is None else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in stdio]
+    for target, copy in enumerate(copies):
+        if copy is not None:
+            os.dup2(copy, target)
+
+
+def _close_other_fds_on_exec():
+    # Only fds 0-2 reach the program. Python opens files close-on-exec, but
+    # a caller may have made some inheritable.
+    try:
+        syscalls.close_range_cloexec(3)
+    except syscalls.SyscallError:
+        # close_range(2) with CLOSE_RANGE_CLOEXEC needs Linux 5.11.
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) > 2:
+                try:
+                    os.set_inheritable(int(name), False)
+                except OSError:
+                    pass
+
+
+def _switch_user(exec_user, mask):
+    # The bounding set can be changed only while CAP_SETPCAP is effective,
+    # so it is dropped before setuid(2) clears a non-root user's sets.
+    capabilities.drop_bounding_set(mask)
+    capabilities.clear_ambient()
+
+    os.setgroups(exec_user.groups)
+    os.setgid(exec_user.gid)
+    os.setuid(exec_user.uid)
+    capabilities.set_process_capabilities(mask, exec_user.uid)
+
+
+def _chdir(cwd):
+    try:
+        os.chdir(cwd)
+    except OSError as error:
+        raise ContainerError(f"chdir to working directory {cwd!r} failed: {error.strerror}") from None
+
+
+def _exec_error(message, exit_code):
+    error = ContainerError(message)
+    error.exit_code = exit_code
+    return error
+
+
+def find_executable(name, env):
+    """Return the path of `name`, searched in env's PATH unless it contains "/", as Go's exec.LookPath does.
+
+    Raises ContainerError with Docker's message and exit code: 127 for a
+    missing program, 126 for one that cannot be executed.
+    """
+    if "/" in name:
+        _check_executable(name, name)
+        return name
+
+    path_value = ""
+    for item in env:
+        if item.startswith("PATH="):
+            path_value = item[5:]
+    for directory in path_value.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            _check_executable(candidate, name)
+        except ContainerError:
+            continue
+        return candidate
+    raise _exec_error(f'exec: "{name}": executable file not found in $PATH', 127)
+
+
+def _check_executable(path, name):
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise _exec_error(f'exec: "{name}": stat {path}: {error.strerror.lower()}', 127) from None
+    if stat.S_ISDIR(info.st_mode) or not info.st_mode & 0o111:
+        raise _exec_error(f'exec: "{name}": permission denied', 126)
+
+
+def execve(args, env):
+    """Replace the process with `args`, mapping failures to Docker's exit codes."""
+    path = find_executable(args[0], env)
+    try:
+        os.execve(path, args, dict(item.partition("=")[::2] for item in env))
+    except OSError as error:
+        exit_code = 127 if error.errno == errno.ENOENT else 126
+        raise _exec_error(f'exec: "{args[0]}": {error.strerror.lower()}', exit_code) from None
