@@ -4,11 +4,10 @@ Layers are stored uncompressed (`application/vnd.oci.image.layer.v1.tar`),
 so the sha256 of the tar written here is both the layer's digest and its
 diff ID. Writing hashes in the same pass, so a layer is never read twice.
 
-Output is reproducible: entries come in a fixed order (each directory's
-names sorted bytewise, a directory before its contents, as Go's
-`filepath.Walk` and so Docker order them), owners are numeric with empty
-names, and mtimes are whole seconds, optionally clamped to
-SOURCE_DATE_EPOCH. Names are relative with no leading `./`, and directories
+Output is reproducible. Each directory comes before its contents, which are
+sorted bytewise by name, the order of Go's `filepath.Walk` and so of Docker.
+Owners are numeric with empty names, and mtimes are whole seconds,
+optionally clamped to SOURCE_DATE_EPOCH. Names are relative with no leading `./`, and directories
 end in `/`, as in the layers Docker writes.
 
 Extraction lives in `unpack` and `docker diff` in `changes`; both are
@@ -77,7 +76,7 @@ class HashingWriter:
         return len(data)
 
     def tell(self) -> int:
-        # tarfile records the start offset; only offsets relative to it matter.
+        # tarfile only uses offsets relative to the first tell(), so the byte count works.
         return self.size
 
     def flush(self) -> None:
@@ -241,7 +240,7 @@ class _TarWriter:
         elif stat.S_ISFIFO(mode):
             info.type = tarfile.FIFOTYPE
         else:
-            # Sockets are recreated by the programs that own them; Docker skips them too.
+            # Sockets are recreated by the programs that own them, and Docker skips them too.
             logger.debug("skipping socket or unknown file type %o at %s", stat.S_IFMT(mode), path)
             return False
         return True
@@ -274,8 +273,8 @@ class _TarWriter:
             if is_overlay_xattr(xattr):
                 continue
             value = os.getxattr(path, xattr, follow_symlinks=False)
-            # surrogateescape keeps binary values (security.capability) byte for byte;
-            # tarfile then writes the header with hdrcharset=BINARY.
+            # surrogateescape keeps binary values (security.capability) byte for byte.
+            # NOTE: tarfile then adds hdrcharset=BINARY, which GNU tar 1.34 lists with a warning.
             headers["SCHILY.xattr." + xattr] = value.decode("utf-8", "surrogateescape")
         return headers
 

@@ -1,4 +1,4 @@
-"""What `docker diff` prints: the paths a container's upper dir adds, changes or deletes.
+"""Changes that a container's upper dir makes to its image, as `docker diff` lists them.
 
 The rules follow Docker's overlay2 driver (moby `pkg/archive/changes.go`):
 

@@ -2,12 +2,12 @@
 
 A layer tar is untrusted input: its member names may contain `..` or start
 with `/`, and its symlinks may point anywhere. Every path is resolved here
-the way the kernel would resolve it with the root directory as `/` (what
-`openat2(RESOLVE_IN_ROOT)` and Go's securejoin do): `..` at the root stays
+as the kernel would resolve it with the root directory as `/`, which is what
+`openat2(RESOLVE_IN_ROOT)` and Go's securejoin do. So `..` at the root stays
 at the root, and an absolute symlink target restarts at the root.
 
 The walk uses lstat and readlink on path strings, so it is only safe while
-nothing else changes the tree under the root. The archive code holds that
+nothing else changes the tree under the root. The archive code keeps that
 invariant because it is the only writer of a directory it unpacks into.
 """
 

@@ -21,7 +21,13 @@ from decimal import Decimal
 from typing import BinaryIO
 
 from layerlab.engine.errors import InvalidArgumentError, LayerlabError, NotFoundError
-from layerlab.engine.rootpath import ensure_directory, is_lexically_unsafe, resolve_in_root, split_clean
+from layerlab.engine.rootpath import (
+    ensure_directory,
+    is_lexically_unsafe,
+    resolve_in_root,
+    resolve_parent,
+    split_clean,
+)
 from layerlab.engine.whiteout import (
     AUFS_META_PREFIX,
     OPAQUE_MARKER,
@@ -79,6 +85,8 @@ class _Unpacker:
         self._xattr_warned: set[str] = set()
 
     def run(self, fileobj: BinaryIO) -> None:
+        # NOTE: header parsing is still tarfile's, and 3.11.7 has the quadratic
+        # PAX header regex fixed in 3.11.10 (CVE-2024-6232): a crafted layer can stall it.
         try:
             with tarfile.open(
                 fileobj=fileobj,
@@ -90,7 +98,9 @@ class _Unpacker:
                 for member in tar:
                     self._unpack_member(tar, member)
         except tarfile.TarError as error:
-            raise InvalidArgumentError(f"invalid layer tar: {error}; check that the blob is an uncompressed tar") from error
+            raise InvalidArgumentError(
+                f"invalid layer tar ({error}): check that the blob is an uncompressed tar"
+            ) from error
 
         self._finish_directories()
 
@@ -134,7 +144,11 @@ class _Unpacker:
         self._unpack_directory(member, self._root)
 
     def _parent_directory(self, member, parts: list[str], *, create: bool) -> str | None:
-        """Return the resolved directory for `parts`, or None (logged) when it cannot be one."""
+        """Return the resolved directory for `parts`, creating it when `create` is True.
+
+        Returns None when a non-directory is in the way (logged) or, without
+        `create`, when the directory does not exist.
+        """
         key = tuple(parts)
         cached = self._parents.get(key)
         if cached is not None:
@@ -214,8 +228,7 @@ class _Unpacker:
         if not target_parts:
             logger.warning("skipping hardlink %r: its target %r is the root", member.name, member.linkname)
             return
-        target_parent = resolve_in_root(self._root, target_parts[:-1])
-        target = os.path.join(target_parent, target_parts[-1])
+        target = resolve_parent(self._root, target_parts)
         if target == path:
             return
 
@@ -272,7 +285,13 @@ class _Unpacker:
         if not self._overlay:
             return
 
-        make_overlay_whiteout(path)
+        try:
+            make_overlay_whiteout(path)
+        except PermissionError as error:
+            raise LayerlabError(
+                f"cannot create the whiteout device {path} ({error.strerror}): "
+                "unprivileged whiteouts need Linux 5.8 or later, or unpack as root"
+            ) from error
         self._set_owner(path, member)
         mtime = _mtime_ns(member)
         os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
@@ -318,7 +337,7 @@ class _Unpacker:
             if error.errno not in (errno.EPERM, errno.EINVAL):
                 raise
             if not self._chown_failed:
-                logger.debug("cannot change owners while unpacking into %s (%s); keeping our own", self._root, error)
+                logger.debug("cannot change owners while unpacking into %s (%s), so files keep our owner", self._root, error)
                 self._chown_failed = True
 
     def _set_xattrs(self, target, member) -> None:

@@ -30,7 +30,7 @@ USER_OPAQUE_XATTR = "user.overlay.opaque"
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
 # Present in an upper dir only when the mount used redirect_dir or metacopy.
-# Such an upper dir does not hold the full content of a renamed directory or
+# Such an upper dir does not contain the full content of a renamed directory or
 # a metadata-only copy-up, so it cannot be turned into a layer by a walk.
 REDIRECT_XATTRS = ("trusted.overlay.redirect", "user.overlay.redirect")
 METACOPY_XATTRS = ("trusted.overlay.metacopy", "user.overlay.metacopy")

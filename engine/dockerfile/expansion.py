@@ -76,11 +76,14 @@ class ShellLexer:
 
     `raw_quotes` and `raw_escapes` keep quote characters and escape tokens in
     the output, and `skip_unset` leaves references to unset variables as
-    they are. The parser uses those modes to read heredoc delimiters.
+    they are. The parser uses those modes to read heredoc delimiters. With
+    `process_quotes` False, quotes are ordinary characters, as in the body
+    of a COPY heredoc.
     """
 
-    def __init__(self, escape="\\", *, raw_quotes=False, raw_escapes=False, skip_unset=False):
+    def __init__(self, escape="\\", *, raw_quotes=False, raw_escapes=False, skip_unset=False, process_quotes=True):
         self.escape = escape
+        self.process_quotes = process_quotes
         self.raw_quotes = raw_quotes
         self.raw_escapes = raw_escapes
         self.skip_unset = skip_unset
@@ -149,7 +152,7 @@ class _Scan:
                 words.add_string(value)
                 continue
 
-            if char in "'\"":
+            if char in "'\"" and self.lexer.process_quotes:
                 value = self.single_quote() if char == "'" else self.double_quote()
                 result.append(value)
                 words.add_raw_string(value)

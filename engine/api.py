@@ -1,0 +1,256 @@
+"""The `Engine`: the one Python API that the CLI and the kernel call."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+
+from layerlab.engine.containers import ContainerRecord, ContainerStore
+from layerlab.engine.digest import short_id
+from layerlab.engine.errors import ConflictError, InvalidArgumentError, NotFoundError
+from layerlab.engine.image import Image, parse_rfc3339
+from layerlab.engine.images import ImageIndex
+from layerlab.engine.paths import default_root
+from layerlab.engine.reference import Reference
+from layerlab.engine.snapshots import Snapshots
+from layerlab.engine.store import Store
+from layerlab.engine.views import (
+    ContainerRow,
+    ContainersView,
+    HistoryRow,
+    HistoryView,
+    ImageRow,
+    ImagesView,
+    LayerRow,
+    LayerStackView,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """An image store with its snapshots and containers, rooted at one folder."""
+
+    def __init__(self, root: str | None = None):
+        self.root = root or default_root()
+        os.makedirs(self.root, exist_ok=True)
+        self.store = Store(self.root)
+        self.images = ImageIndex(self.store)
+        self.rootless = os.geteuid() != 0
+        self.snapshots = Snapshots(self.store, userns=self.rootless)
+        self.containers = ContainerStore(self.root, self.store.lock_dir)
+
+    # Images
+
+    def image(self, name: str) -> Image:
+        return self.images.resolve(name)
+
+    def list_images(self, *, repository: str | None = None, quiet=False, no_trunc=False) -> ImagesView:
+        rows = []
+        for entry in reversed(self.images.entries()):
+            image_size = sum(layer.size for layer in self._manifest_layers(entry.descriptor.digest))
+            created = self._created(entry.image_id)
+            if entry.reference is None:
+                repo, tag = "<none>", "<none>"
+            else:
+                repo, tag = entry.reference.familiar_name, entry.reference.tag or "<none>"
+            if repository and repo != repository and repo != _familiar_or_self(repository):
+                continue
+            rows.append(ImageRow(repo, tag, entry.image_id, created, image_size))
+        rows.sort(key=lambda row: row.created, reverse=True)
+        return ImagesView(rows, quiet=quiet, no_trunc=no_trunc)
+
+    def tag(self, source: str, target: str) -> None:
+        image = self.image(source)
+        self.images.tag(image, Reference.parse(target), parent=self.images.parent_of(image.id))
+
+    def remove_image(self, name: str, *, force: bool = False) -> list[str]:
+        """Untag `name`, and delete the image when no other name points at it; return Docker's lines."""
+        image = self.image(name)
+        users = [c for c in self.containers.list() if c.image_id == image.id]
+        references = self.images.references_to(image.id)
+        by_id = name.removeprefix("sha256:") and image.id.removeprefix("sha256:").startswith(name.removeprefix("sha256:"))
+
+        if users and not force and (by_id or len(references) <= 1):
+            container = users[0]
+            raise ConflictError(
+                f"conflict: unable to remove repository reference \"{name}\" (must force) - container "
+                f"{short_id(container.id)} is using its referenced image {short_id(image.id)}"
+            )
+        if by_id and len(references) > 1 and not force:
+            raise ConflictError(
+                f"conflict: unable to delete {short_id(image.id)} (must be forced) - image is referenced in multiple repositories"
+            )
+
+        lines = []
+        targets = references if by_id else [Reference.parse(name)]
+        for reference in targets:
+            self.images.untag(reference)
+            lines.append(f"Untagged: {reference.familiar}")
+        if not self.images.references_to(image.id):
+            self.images.forget_image(image.id)
+            lines.append(f"Deleted: {image.id}")
+        return lines
+
+    def history(self, name: str, *, quiet=False, no_trunc=False, human=True) -> HistoryView:
+        image = self.image(name)
+        layers = iter(image.layers)
+        rows = []
+        for entry in image.history:
+            size = 0 if entry.get("empty_layer") else next(layers).size
+            created = parse_rfc3339(entry["created"]) if entry.get("created") else None
+            rows.append(HistoryRow(None, created, entry.get("created_by", ""), size, entry.get("comment", "")))
+        rows.reverse()
+
+        # Every local step of a build is an image of its own, so walk the parent links to name the rows.
+        image_id: str | None = image.id
+        for row in rows:
+            if image_id is None:
+                break
+            row.image_id = image_id
+            image_id = self.images.parent_of(image_id)
+        return HistoryView(rows, quiet=quiet, no_trunc=no_trunc, human=human)
+
+    def layer_stack(self, name: str, cached_steps: dict[str, bool] | None = None) -> LayerStackView:
+        image = self.image(name)
+        layered = [entry for entry in image.history if not entry.get("empty_layer")]
+        layers = []
+        for index, layer in enumerate(image.layers):
+            created_by = layered[index].get("created_by", "") if index < len(layered) else ""
+            cached = (cached_steps or {}).get(layer.digest)
+            layers.append(LayerRow(layer.digest, layer.size, created_by, cached))
+        return LayerStackView(name, image.id, layers)
+
+    def inspect_image(self, name: str) -> dict:
+        image = self.image(name)
+        references = self.images.references_to(image.id)
+        return {
+            "Id": image.id,
+            "RepoTags": [ref.familiar for ref in references],
+            "RepoDigests": [],
+            "Parent": self.images.parent_of(image.id) or "",
+            "Comment": (image.history[-1].get("comment", "") if image.history else ""),
+            "Created": image.created,
+            "Author": image.config.get("author", ""),
+            "Config": image.settings,
+            "Architecture": image.config.get("architecture", ""),
+            "Os": image.config.get("os", ""),
+            "Size": image.size,
+            "RootFS": {"Type": "layers", "Layers": image.diff_ids},
+            "Metadata": {"LastTagTime": ""},
+        }
+
+    # Containers
+
+    def container(self, name_or_id: str) -> ContainerRecord:
+        return self.containers.get(name_or_id)
+
+    def list_containers(self, *, all=False, quiet=False, no_trunc=False) -> ContainersView:
+        rows = []
+        for record in self.containers.list():
+            self._refresh_state(record)
+            if not all and record.state.status != "running":
+                continue
+            created = parse_rfc3339(record.created)
+            rows.append(ContainerRow(record.id, record.image, record.command, created, record.status_text(), "", record.name))
+        return ContainersView(rows, quiet=quiet, no_trunc=no_trunc)
+
+    def inspect_container(self, name_or_id: str) -> dict:
+        record = self.container(name_or_id)
+        self._refresh_state(record)
+        state = record.state
+        return {
+            "Id": record.id,
+            "Name": "/" + record.name,
+            "Created": record.created,
+            "Path": record.args[0] if record.args else "",
+            "Args": record.args[1:],
+            "State": {
+                "Status": state.status,
+                "Running": state.status == "running",
+                "Pid": state.pid,
+                "ExitCode": state.exit_code,
+                "Error": state.error,
+                "StartedAt": state.started_at,
+                "FinishedAt": state.finished_at,
+            },
+            "Image": record.image_id,
+            "Config": {
+                "Hostname": record.hostname,
+                "User": record.user,
+                "Env": record.env,
+                "WorkingDir": record.workdir,
+                "Image": record.image,
+            },
+            "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": record.upperdir, "LowerDir": ":".join(record.lowerdirs)}},
+        }
+
+    def remove_container(self, name_or_id: str, *, force: bool = False) -> str:
+        record = self.container(name_or_id)
+        self._refresh_state(record)
+        if record.state.status == "running":
+            if not force:
+                raise ConflictError(
+                    f"You cannot remove a running container {record.id}. Stop the container before "
+                    "attempting removal or force remove"
+                )
+            _kill(record.state.pid)
+        self.containers.remove(record)
+        return name_or_id
+
+    def _refresh_state(self, record: ContainerRecord) -> None:
+        """Mark a container exited if its process is gone (its launcher died without recording it)."""
+        if record.state.status == "running" and not _alive(record.state.pid):
+            record.state.status = "exited"
+            record.state.exit_code = record.state.exit_code or 137
+            record.state.finished_at = record.state.finished_at or _now()
+            self.containers.save(record)
+
+    # Helpers
+
+    def _manifest_layers(self, manifest_digest: str):
+        from layerlab.engine.image import load_image
+
+        return load_image(self.store, manifest_digest).layers
+
+    def _created(self, image_id: str) -> datetime.datetime:
+        created = self.store.read_json(image_id).get("created")
+        if created:
+            return parse_rfc3339(created)
+        return datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
+
+
+def _familiar_or_self(repository: str) -> str:
+    try:
+        return Reference.parse(repository).familiar_name
+    except InvalidArgumentError:
+        return repository
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+__all__ = ["Engine", "NotFoundError"]

@@ -1,0 +1,131 @@
+"""The build context: the folder that COPY and ADD read from.
+
+Sources are matched with wildcards and filtered by `.dockerignore` in the
+builder's process. Their content and mode (not their mtime) make up the
+COPY step's cache key, as in Docker's classic builder.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import os
+import stat
+from dataclasses import dataclass
+
+from layerlab.engine.dockerfile import IgnoreMatcher
+from layerlab.engine.errors import DockerfileError
+
+log = logging.getLogger(__name__)
+
+HASH_BUFFER = 1 << 20
+_WILDCARDS = set("*?[")
+
+
+@dataclass
+class Source:
+    """One matched source: its path relative to the context and whether it is a directory."""
+
+    relpath: str
+    is_dir: bool
+
+
+class BuildContext:
+    """A build context folder with its `.dockerignore` rules."""
+
+    def __init__(self, root: str):
+        self.root = os.path.realpath(root)
+        if not os.path.isdir(self.root):
+            raise DockerfileError(f"build context {root!r} is not a directory: pass the folder that holds your files")
+        self.ignore = IgnoreMatcher.from_context(self.root)
+
+    def match(self, pattern: str, *, instruction: str, line: int, path: str) -> list[Source]:
+        """Return the sources a COPY or ADD source pattern names, as Docker resolves them."""
+        relative = _clean(pattern)
+        if relative.startswith("../") or relative == "..":
+            raise DockerfileError(
+                f"source {pattern!r} is outside the build context: copy it into {self.root} first",
+                path=path, line=line, instruction=instruction,
+            )
+        if any(ch in _WILDCARDS for ch in relative):
+            matches = self._glob(relative)
+        else:
+            full = os.path.join(self.root, relative) if relative != "." else self.root
+            matches = [relative] if os.path.lexists(full) and not self._excluded(relative) else []
+        if not matches:
+            raise DockerfileError(
+                f"source {pattern!r} not found in the build context {self.root}"
+                " (or excluded by .dockerignore): check the path",
+                path=path, line=line, instruction=instruction,
+            )
+        return [Source(rel, os.path.isdir(os.path.join(self.root, rel))) for rel in matches]
+
+    def files_under(self, source: Source) -> list[str]:
+        """List the context-relative paths a source brings, directories first, in a stable order."""
+        if not source.is_dir:
+            return [source.relpath]
+        found = []
+        base = os.path.join(self.root, source.relpath)
+        for current, dirs, files in os.walk(base):
+            dirs.sort()
+            rel_current = os.path.relpath(current, self.root)
+            kept = []
+            for name in dirs:
+                rel = _join(rel_current, name)
+                if not self._excluded(rel) or self.ignore.may_contain_included(rel):
+                    kept.append(name)
+            dirs[:] = kept
+            for name in sorted(files) + dirs:
+                rel = _join(rel_current, name)
+                if not self._excluded(rel):
+                    found.append(rel)
+        return sorted(found)
+
+    def content_hash(self, sources: list[Source]) -> str:
+        """Hash names, types, modes and contents of everything the sources bring."""
+        digest = hashlib.sha256()
+        for source in sources:
+            digest.update(f"source {source.relpath}\0".encode())
+            for rel in self.files_under(source):
+                self._hash_entry(digest, rel)
+        return digest.hexdigest()
+
+    def _hash_entry(self, digest, rel: str) -> None:
+        full = os.path.join(self.root, rel)
+        info = os.lstat(full)
+        digest.update(f"{rel}\0{stat.S_IFMT(info.st_mode)}\0{stat.S_IMODE(info.st_mode)}\0".encode())
+        if stat.S_ISLNK(info.st_mode):
+            digest.update(os.readlink(full).encode())
+        elif stat.S_ISREG(info.st_mode):
+            with open(full, "rb") as source:
+                while chunk := source.read(HASH_BUFFER):
+                    digest.update(chunk)
+        digest.update(b"\0")
+
+    def _glob(self, pattern: str) -> list[str]:
+        parts = pattern.split("/")
+        candidates = [""]
+        for part in parts:
+            next_candidates = []
+            for base in candidates:
+                directory = os.path.join(self.root, base) if base else self.root
+                if not os.path.isdir(directory):
+                    continue
+                for name in sorted(os.listdir(directory)):
+                    if fnmatch.fnmatchcase(name, part):
+                        next_candidates.append(_join(base, name))
+            candidates = next_candidates
+        return [rel for rel in candidates if not self._excluded(rel)]
+
+    def _excluded(self, rel: str) -> bool:
+        return rel not in ("", ".") and self.ignore.excluded(rel)
+
+
+def _clean(pattern: str) -> str:
+    cleaned = os.path.normpath(pattern.lstrip("/")) if pattern.strip("/") else "."
+    return cleaned
+
+
+def _join(base: str, name: str) -> str:
+    return name if base in ("", ".") else f"{base}/{name}"

@@ -1,0 +1,154 @@
+"""COPY and ADD's file copying, run inside a forked child chrooted into the overlay.
+
+The child reads sources through a directory file descriptor opened on the
+build context before `chroot`, and writes destinations by ordinary paths
+inside the chroot, so the kernel resolves the image's own symlinks (such
+as Debian's `/bin -> usr/bin`) without any path leaving the root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+
+COPY_BUFFER = 1 << 20
+
+
+@dataclass
+class CopyPlan:
+    """What one COPY step writes: each source's files, the destination and the owner."""
+
+    sources: list[tuple[str, bool, list[str]]]  # (relpath, is_dir, files under it relative to the context)
+    dest: str  # absolute inside the container
+    dest_is_dir: bool
+    chown: str = ""  # "user[:group]" resolved inside the image, or "" for 0:0
+    chmod: int | None = None
+    created_dirs: list[str] = field(default_factory=list)
+
+
+def copy_into_root(context_fd: int, merged: str, plan: CopyPlan) -> None:
+    """Chroot into `merged` and copy the plan's files there; only ever called in a throwaway child."""
+    os.chroot(merged)
+    os.chdir("/")
+    uid, gid = resolve_owner(plan.chown)
+
+    for relpath, is_dir, files in plan.sources:
+        if is_dir:
+            _make_dirs(plan.dest, uid, gid)
+            for rel in files:
+                inner = os.path.relpath(rel, relpath) if relpath not in ("", ".") else rel
+                _copy_entry(context_fd, rel, os.path.join(plan.dest, inner), uid, gid, plan.chmod, follow=False)
+        else:
+            target = plan.dest
+            if plan.dest_is_dir or os.path.isdir(target):
+                _make_dirs(target, uid, gid)
+                target = os.path.join(target, os.path.basename(relpath))
+            else:
+                _make_dirs(os.path.dirname(target) or "/", uid, gid)
+            _copy_entry(context_fd, relpath, target, uid, gid, plan.chmod, follow=True)
+
+
+def resolve_owner(spec: str) -> tuple[int, int]:
+    """Resolve `user[:group]` against the image's /etc/passwd and /etc/group (we are chrooted)."""
+    if not spec:
+        return 0, 0
+    user, _, group = spec.partition(":")
+    uid, primary_gid = _lookup_user(user)
+    gid = _lookup_group(group) if group else primary_gid
+    return uid, gid
+
+
+def _lookup_user(user: str) -> tuple[int, int]:
+    if user.isdigit():
+        for fields in _read_db("/etc/passwd"):
+            if len(fields) > 3 and fields[2] == user:
+                return int(user), int(fields[3])
+        return int(user), int(user)
+    for fields in _read_db("/etc/passwd"):
+        if fields[0] == user and len(fields) > 3:
+            return int(fields[2]), int(fields[3])
+    raise LookupError(f"unable to find user {user}: no matching entries in passwd file")
+
+
+def _lookup_group(group: str) -> int:
+    if group.isdigit():
+        return int(group)
+    for fields in _read_db("/etc/group"):
+        if fields[0] == group and len(fields) > 2:
+            return int(fields[2])
+    raise LookupError(f"unable to find group {group}: no matching entries in group file")
+
+
+def _read_db(path: str) -> list[list[str]]:
+    try:
+        with open(path) as db:
+            return [line.rstrip("\n").split(":") for line in db if line.strip() and not line.startswith("#")]
+    except FileNotFoundError:
+        return []
+
+
+def _make_dirs(path: str, uid: int, gid: int) -> None:
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path.rstrip("/"))
+    if parent and parent != path:
+        _make_dirs(parent, uid, gid)
+    os.mkdir(path, 0o755)
+    os.lchown(path, uid, gid)
+
+
+def _copy_entry(context_fd: int, rel: str, target: str, uid: int, gid: int, chmod: int | None, *, follow: bool) -> None:
+    info = os.stat(rel, dir_fd=context_fd, follow_symlinks=follow)
+    mode = stat.S_IMODE(info.st_mode) if chmod is None else chmod
+
+    if stat.S_ISDIR(info.st_mode):
+        if not os.path.isdir(target):
+            _remove_existing(target)
+            os.mkdir(target, mode)
+        os.chmod(target, mode)
+    elif stat.S_ISLNK(info.st_mode):
+        _remove_existing(target)
+        os.symlink(os.readlink(rel, dir_fd=context_fd), target)
+    elif stat.S_ISREG(info.st_mode):
+        _remove_existing(target)
+        _copy_file(context_fd, rel, target, mode, follow)
+    else:
+        # Sockets, fifos and devices in a build context are not copied, as Docker skips them too.
+        return
+
+    os.lchown(target, uid, gid)
+    if not stat.S_ISLNK(info.st_mode):
+        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def _copy_file(context_fd: int, rel: str, target: str, mode: int, follow: bool) -> None:
+    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    source_fd = os.open(rel, flags, dir_fd=context_fd)
+    try:
+        target_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            size = os.fstat(source_fd).st_size
+            offset = 0
+            while offset < size:
+                sent = os.sendfile(target_fd, source_fd, offset, min(size - offset, 1 << 30))
+                if sent == 0:
+                    break
+                offset += sent
+            os.fchmod(target_fd, mode)
+        finally:
+            os.close(target_fd)
+    finally:
+        os.close(source_fd)
+
+
+def _remove_existing(target: str) -> None:
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(target)
+    else:
+        os.unlink(target)

@@ -1,0 +1,316 @@
+"""Handlers for the sub-commands: each turns parsed flags into Engine calls and presents the result."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from layerlab.engine.api import Engine
+from layerlab.engine.errors import InvalidArgumentError, LayerlabError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+
+def _engine() -> Engine:
+    return Engine()
+
+
+def bootstrap(options, presenter) -> int:
+    from layerlab.engine.bootstrap import bootstrap as make_base_image
+
+    image_id, reference = make_base_image(_engine(), options.name, mirror=options.mirror, progress=presenter.write)
+    presenter.write(f"{reference}: {image_id}\n")
+    return 0
+
+
+def build(options, presenter) -> int:
+    from layerlab.engine.build import BuildRequest, Builder
+
+    request = BuildRequest(
+        context=options.context,
+        dockerfile=options.file,
+        tags=options.tag,
+        no_cache=options.no_cache,
+        build_args=_parse_build_args(options.build_arg),
+        target=options.target,
+        network=options.network,
+    )
+    on_event = presenter.build_event
+    if options.quiet:
+        on_event = None
+    elif options.progress == "rawjson":
+        on_event = _rawjson_printer(presenter)
+    result = Builder(_engine()).build(request, on_event=on_event)
+    if options.quiet:
+        presenter.write(result.image_id + "\n")
+    elif hasattr(presenter, "build_finished"):
+        presenter.build_finished(result)
+    return 0
+
+
+def run(options, presenter) -> int:
+    from layerlab.engine import lifecycle
+
+    if options.detach:
+        # TODO: detached containers need the per-container monitor process.
+        raise InvalidArgumentError("run -d is not supported yet: run the container in the foreground")
+    engine = _engine()
+    image = engine.image(options.image)
+    run_options = lifecycle.RunOptions(
+        image=options.image,
+        command=options.cmd,
+        name=options.name,
+        remove=options.rm,
+        env=options.env,
+        workdir=options.workdir,
+        user=options.user,
+        entrypoint=options.entrypoint,
+        hostname=options.hostname,
+        network=options.network,
+    )
+    record = lifecycle.new_record(engine, image, run_options)
+    try:
+        with presenter.container_stdio() as (stdout, stderr):
+            status = lifecycle.run_foreground(engine, record, stdout=stdout, stderr=stderr)
+    except LayerlabError as error:
+        if options.rm:
+            engine.containers.remove(record)
+        code = getattr(error, "exit_code", 125)
+        presenter.error(f"layerlab: {error}\n")
+        return code
+    if options.rm:
+        engine.containers.remove(record)
+    return status
+
+
+def images(options, presenter) -> int:
+    presenter.show(_engine().list_images(repository=options.repository, quiet=options.quiet, no_trunc=options.no_trunc))
+    return 0
+
+
+def ps(options, presenter) -> int:
+    view = _engine().list_containers(all=options.all or options.latest, quiet=options.quiet, no_trunc=options.no_trunc)
+    if options.latest:
+        view.rows = view.rows[:1]
+    presenter.show(view)
+    return 0
+
+
+def history(options, presenter) -> int:
+    presenter.show(_engine().history(options.image, quiet=options.quiet, no_trunc=options.no_trunc,
+                                     human=options.human == "true"))
+    return 0
+
+
+def diff(options, presenter) -> int:
+    from layerlab.engine import lifecycle
+
+    engine = _engine()
+    presenter.show(lifecycle.diff(engine.container(options.container)))
+    return 0
+
+
+def commit(options, presenter) -> int:
+    from layerlab.engine import lifecycle
+
+    engine = _engine()
+    changes = [_parse_change(change) for change in options.change]
+    image = lifecycle.commit(engine, engine.container(options.container), options.repository,
+                             message=options.message, author=options.author, changes=changes)
+    presenter.write(image.id + "\n")
+    return 0
+
+
+def inspect(options, presenter) -> int:
+    engine = _engine()
+    kind = options.type or getattr(options, "type_default", None)
+    documents = []
+    status = 0
+    for name in options.names:
+        try:
+            documents.append(_inspect_one(engine, name, kind))
+        except NotFoundError as error:
+            presenter.error(f"Error: {error}\n")
+            status = 1
+    if options.format:
+        for document in documents:
+            presenter.write(_render_format(options.format, document) + "\n")
+    else:
+        presenter.write(json.dumps(documents, indent=4) + "\n")
+    return status
+
+
+def _inspect_one(engine: Engine, name: str, kind: str | None) -> dict:
+    if kind != "image":
+        try:
+            return engine.inspect_container(name)
+        except NotFoundError:
+            if kind == "container":
+                raise
+    try:
+        return engine.inspect_image(name)
+    except NotFoundError:
+        raise NotFoundError(f"No such object: {name}") from None
+
+
+def tag(options, presenter) -> int:
+    _engine().tag(options.source, options.target)
+    return 0
+
+
+def rm(options, presenter) -> int:
+    engine = _engine()
+    status = 0
+    for name in options.containers:
+        try:
+            presenter.write(engine.remove_container(name, force=options.force) + "\n")
+        except LayerlabError as error:
+            presenter.error(f"Error response from daemon: {error}\n")
+            status = 1
+    return status
+
+
+def rmi(options, presenter) -> int:
+    engine = _engine()
+    status = 0
+    for name in options.images:
+        try:
+            for line in engine.remove_image(name, force=options.force):
+                presenter.write(line + "\n")
+        except LayerlabError as error:
+            presenter.error(f"Error response from daemon: {error}\n")
+            status = 1
+    return status
+
+
+def version(options, presenter) -> int:
+    import layerlab
+
+    presenter.write(f"layerlab version {layerlab.__version__}\n")
+    return 0
+
+
+def fsck(options, presenter) -> int:
+    from layerlab.engine.maintenance import fsck as check_store
+
+    problems = check_store(_engine(), repair=options.repair)
+    for problem in problems:
+        presenter.write(problem + "\n")
+    if not problems:
+        presenter.write("store is consistent\n")
+    return 1 if problems and not options.repair else 0
+
+
+def system_prune(options, presenter) -> int:
+    from layerlab.engine.maintenance import prune
+
+    presenter.write(prune(_engine(), all_images=options.all) + "\n")
+    return 0
+
+
+def builder_prune(options, presenter) -> int:
+    count = _engine().images.prune_cache()
+    presenter.write(f"Removed {count} build cache entries\n")
+    return 0
+
+
+def info(options, presenter) -> int:
+    from layerlab.engine.maintenance import host_info
+
+    for key, value in host_info(_engine()).items():
+        presenter.write(f"{key}: {value}\n")
+    return 0
+
+
+def system_df(options, presenter) -> int:
+    from layerlab.engine.maintenance import disk_usage
+
+    presenter.write(disk_usage(_engine()))
+    return 0
+
+
+def _parse_build_args(entries: list[str]) -> dict[str, str | None]:
+    import os
+
+    args: dict[str, str | None] = {}
+    for entry in entries:
+        key, has_value, value = entry.partition("=")
+        if not key:
+            raise InvalidArgumentError(f"invalid --build-arg {entry!r}: expected KEY=value or KEY")
+        args[key] = value if has_value else os.environ.get(key)
+    return args
+
+
+def _parse_change(change: str) -> dict:
+    keyword, _, rest = change.strip().partition(" ")
+    keyword = keyword.upper()
+    rest = rest.strip()
+    if keyword in ("CMD", "ENTRYPOINT"):
+        try:
+            value = json.loads(rest)
+        except json.JSONDecodeError:
+            value = ["/bin/sh", "-c", rest]
+        return {keyword.capitalize(): value}
+    if keyword == "WORKDIR":
+        return {"WorkingDir": rest}
+    if keyword == "USER":
+        return {"User": rest}
+    raise InvalidArgumentError(f"--change {change!r}: only CMD, ENTRYPOINT, WORKDIR and USER are supported")
+
+
+def _render_format(template: str, document: dict) -> str:
+    """Render the `{{.A.B}}` and `{{json .A}}` subset of Go templates that scripts use most."""
+
+    def replace(match: re.Match) -> str:
+        expression = match.group(1).strip()
+        as_json = expression.startswith("json ")
+        path = expression.removeprefix("json ").strip()
+        value = document
+        for part in [p for p in path.split(".") if p]:
+            if not isinstance(value, dict) or part not in value:
+                raise InvalidArgumentError(f"template {template!r}: no field {part!r} in {path!r}")
+            value = value[part]
+        if as_json:
+            return json.dumps(value)
+        if isinstance(value, list):
+            return "[" + " ".join(str(item) for item in value) + "]"
+        if isinstance(value, dict):
+            return "map[" + " ".join(f"{k}:{v}" for k, v in value.items()) + "]"
+        if value is None:
+            return "<no value>"
+        return str(value)
+
+    return re.sub(r"\{\{(.*?)\}\}", replace, template)
+
+
+def _rawjson_printer(presenter):
+    import dataclasses
+
+    def emit(event) -> None:
+        record = {"event": type(event).__name__, **dataclasses.asdict(event)}
+        presenter.write(json.dumps(record) + "\n")
+
+    return emit
+
+
+HANDLERS = {
+    "bootstrap": bootstrap,
+    "build": build,
+    "run": run,
+    "images": images,
+    "ps": ps,
+    "history": history,
+    "diff": diff,
+    "commit": commit,
+    "inspect": inspect,
+    "tag": tag,
+    "rm": rm,
+    "rmi": rmi,
+    "version": version,
+    "fsck": fsck,
+    "system_prune": system_prune,
+    "builder_prune": builder_prune,
+    "info": info,
+    "system_df": system_df,
+}

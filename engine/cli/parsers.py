@@ -1,0 +1,248 @@
+"""Argument parsers for every sub-command, with docker's flag names."""
+
+from __future__ import annotations
+
+import argparse
+
+
+class UsageError(Exception):
+    """A command line that does not parse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="layerlab", description="Build and run container images with no daemon.")
+    parser.add_argument("--debug", "-D", action="store_true", help="log what the engine does")
+    parser.set_defaults(command=None, handler=None)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    for add in (_bootstrap, _build, _run, _images, _ps, _history, _diff, _commit, _inspect,
+                _tag, _rm, _rmi, _version, _fsck, _system, _builder):
+        add(sub)
+    _image_group(sub)
+    _container_group(sub)
+    return parser
+
+
+def _command(sub, name, handler, help_text, add_help=True):
+    parser = sub.add_parser(name, help=help_text, description=help_text, add_help=add_help)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _bootstrap(sub):
+    p = _command(sub, "bootstrap", "bootstrap", "Make a base image with no registry: busybox or debian:SUITE")
+    p.add_argument("name", help="busybox, or debian:SUITE such as debian:bookworm")
+    p.add_argument("--mirror", default="http://deb.debian.org/debian", help="Debian mirror for debian:SUITE")
+
+
+def _build(sub):
+    p = _command(sub, "build", "build", "Build an image from a Dockerfile")
+    p.add_argument("context", help="the build context folder")
+    p.add_argument("-t", "--tag", action="append", default=[], help="name and optionally a tag (name:tag)")
+    p.add_argument("-f", "--file", help="the Dockerfile (default: CONTEXT/Dockerfile)")
+    p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    p.add_argument("--build-arg", action="append", default=[], help="set a build-time variable (KEY=value)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    p.add_argument("--target", help="build only up to this stage")
+    p.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "rawjson"],
+                   help="output style")
+    p.add_argument("--network", default="host", help="network for RUN steps (host or none)")
+
+
+def _add_run_flags(p):
+    p.add_argument("--name", default="", help="assign a name to the container")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-e", "--env", action="append", default=[], help="set an environment variable (KEY=value)")
+    p.add_argument("-w", "--workdir", default="", help="working directory inside the container")
+    p.add_argument("-u", "--user", default=None, help="user name or uid, optionally with :group")
+    p.add_argument("--entrypoint", default=None, help="override the image's ENTRYPOINT (clears its CMD)")
+    p.add_argument("-h", "--hostname", default="", help="container host name")
+    p.add_argument("--network", "--net", default="host", help="network mode: host or none")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep standard input open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    p.add_argument("image", help="the image to run")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
+
+
+def _run(sub):
+    # -h is --hostname, as in docker run, so help is --help only.
+    p = _command(sub, "run", "run", "Create and run a new container from an image", add_help=False)
+    p.add_argument("--help", action="help", help="show this help")
+    _add_run_flags(p)
+
+
+def _images(sub):
+    p = _command(sub, "images", "images", "List images")
+    _add_images_flags(p)
+
+
+def _add_images_flags(p):
+    p.add_argument("repository", nargs="?", help="only images of this repository")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only image IDs")
+    p.add_argument("--no-trunc", action="store_true", help="do not shorten IDs")
+    p.add_argument("-a", "--all", action="store_true", help="also show intermediate images (accepted, no effect)")
+
+
+def _ps(sub):
+    p = _command(sub, "ps", "ps", "List containers")
+    _add_ps_flags(p)
+
+
+def _add_ps_flags(p):
+    p.add_argument("-a", "--all", action="store_true", help="show all containers, not only running ones")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only container IDs")
+    p.add_argument("-l", "--latest", action="store_true", help="show only the latest created container")
+    p.add_argument("--no-trunc", action="store_true", help="do not shorten output")
+
+
+def _history(sub):
+    p = _command(sub, "history", "history", "Show the history of an image")
+    _add_history_flags(p)
+
+
+def _add_history_flags(p):
+    p.add_argument("image")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only image IDs")
+    p.add_argument("--no-trunc", action="store_true", help="do not shorten output")
+    p.add_argument("-H", "--human", default="true", choices=["true", "false"], help="sizes in human units")
+
+
+def _diff(sub):
+    p = _command(sub, "diff", "diff", "Inspect changes to files on a container's filesystem")
+    p.add_argument("container")
+
+
+def _commit(sub):
+    p = _command(sub, "commit", "commit", "Create a new image from a container's changes")
+    _add_commit_flags(p)
+
+
+def _add_commit_flags(p):
+    p.add_argument("-m", "--message", default="", help="commit message")
+    p.add_argument("-a", "--author", default="", help='author (e.g. "Jane Doe <jane@example.com>")')
+    p.add_argument("-c", "--change", action="append", default=[], help="apply a Dockerfile instruction (CMD, ENV, ...)")
+    p.add_argument("container")
+    p.add_argument("repository", nargs="?", help="name[:tag] for the new image")
+
+
+def _inspect(sub):
+    p = _command(sub, "inspect", "inspect", "Return low-level information on images or containers")
+    _add_inspect_flags(p)
+
+
+def _add_inspect_flags(p):
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("-f", "--format", default=None, help="Go-template-like path such as {{.Config.Cmd}}")
+    p.add_argument("--type", choices=["image", "container"], default=None, help="what NAME is")
+
+
+def _tag(sub):
+    p = _command(sub, "tag", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    p.add_argument("source")
+    p.add_argument("target")
+
+
+def _rm(sub):
+    p = _command(sub, "rm", "rm", "Remove one or more containers")
+    _add_rm_flags(p)
+
+
+def _add_rm_flags(p):
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _rmi(sub):
+    p = _command(sub, "rmi", "rmi", "Remove one or more images")
+    _add_rmi_flags(p)
+
+
+def _add_rmi_flags(p):
+    p.add_argument("-f", "--force", action="store_true", help="remove even if containers use it")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+
+
+def _version(sub):
+    _command(sub, "version", "version", "Show the layerlab version")
+
+
+def _fsck(sub):
+    p = _command(sub, "fsck", "fsck", "Check every digest and reference; repair what a crash left")
+    p.add_argument("--repair", action="store_true", help="remove what is broken or left over")
+
+
+def _system(sub):
+    p = _command(sub, "system", None, "Manage the store")
+    group = p.add_subparsers(dest="system_command", parser_class=_Parser, metavar="COMMAND")
+    group.required = True
+    prune = group.add_parser("prune", help="remove stopped containers, dangling images, cache and unused blobs")
+    prune.set_defaults(handler="system_prune")
+    prune.add_argument("-f", "--force", action="store_true", help="do not prompt (always the case here)")
+    prune.add_argument("-a", "--all", action="store_true", help="also remove unused tagged images")
+    info = group.add_parser("info", help="what the host allows")
+    info.set_defaults(handler="info")
+    df = group.add_parser("df", help="disk usage")
+    df.set_defaults(handler="system_df")
+
+
+def _builder(sub):
+    p = _command(sub, "builder", None, "Manage the build cache")
+    group = p.add_subparsers(dest="builder_command", parser_class=_Parser, metavar="COMMAND")
+    group.required = True
+    prune = group.add_parser("prune", help="remove the build cache")
+    prune.set_defaults(handler="builder_prune")
+    prune.add_argument("-f", "--force", action="store_true", help="do not prompt (always the case here)")
+    prune.add_argument("-a", "--all", action="store_true", help="remove all cache entries (always the case here)")
+
+
+def _image_group(sub):
+    p = _command(sub, "image", None, "Manage images")
+    group = p.add_subparsers(dest="image_command", parser_class=_Parser, metavar="COMMAND")
+    group.required = True
+    ls = group.add_parser("ls", aliases=["list"], help="list images")
+    ls.set_defaults(handler="images")
+    _add_images_flags(ls)
+    inspect = group.add_parser("inspect", help="inspect images")
+    inspect.set_defaults(handler="inspect", type_default="image")
+    _add_inspect_flags(inspect)
+    rm = group.add_parser("rm", help="remove images")
+    rm.set_defaults(handler="rmi")
+    _add_rmi_flags(rm)
+    history = group.add_parser("history", help="show the history of an image")
+    history.set_defaults(handler="history")
+    _add_history_flags(history)
+    tag = group.add_parser("tag", help="tag an image")
+    tag.set_defaults(handler="tag")
+    tag.add_argument("source")
+    tag.add_argument("target")
+
+
+def _container_group(sub):
+    p = _command(sub, "container", None, "Manage containers")
+    group = p.add_subparsers(dest="container_command", parser_class=_Parser, metavar="COMMAND")
+    group.required = True
+    ls = group.add_parser("ls", aliases=["list", "ps"], help="list containers")
+    ls.set_defaults(handler="ps")
+    _add_ps_flags(ls)
+    rm = group.add_parser("rm", help="remove containers")
+    rm.set_defaults(handler="rm")
+    _add_rm_flags(rm)
+    inspect = group.add_parser("inspect", help="inspect containers")
+    inspect.set_defaults(handler="inspect", type_default="container")
+    _add_inspect_flags(inspect)
+    diff = group.add_parser("diff", help="changes to a container's files")
+    diff.set_defaults(handler="diff")
+    diff.add_argument("container")
+    commit = group.add_parser("commit", help="create an image from a container")
+    commit.set_defaults(handler="commit")
+    _add_commit_flags(commit)
+    run = group.add_parser("run", help="run a container", add_help=False)
+    run.set_defaults(handler="run")
+    run.add_argument("--help", action="help", help="show this help")
+    _add_run_flags(run)
