@@ -12,6 +12,7 @@ import copy
 import datetime
 import os
 import platform
+import re
 from dataclasses import dataclass, field
 
 from layerlab.engine.digest import chain_ids
@@ -44,14 +45,14 @@ def now_rfc3339() -> str:
 
 
 def parse_rfc3339(text: str) -> datetime.datetime:
-    text = text.replace("Z", "+00:00")
-    # Go writes nanoseconds; Python's parser takes at most microseconds.
-    if "." in text:
-        head, rest = text.split(".", 1)
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        zone = rest[len(digits):]
-        text = f"{head}.{digits[:6]}{zone}"
-    return datetime.datetime.fromisoformat(text)
+    # Go writes nanoseconds, and Python's parser takes at most microseconds.
+    match = re.fullmatch(r"(.*?T[\d:]+)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?", text)
+    if match is None:
+        return datetime.datetime.fromisoformat(text)
+    head, fraction, zone = match.groups()
+    fraction = f".{fraction[:6]}" if fraction else ""
+    zone = "+00:00" if zone in (None, "Z") else zone
+    return datetime.datetime.fromisoformat(head + fraction + zone)
 
 
 @dataclass

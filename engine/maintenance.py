@@ -1,0 +1,126 @@
+"""Store upkeep: `fsck`, `system prune`, `system df` and `info`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+from layerlab.engine.humanize import human_size
+from layerlab.engine.image import load_image
+from layerlab.engine.store import ANNOTATION_IMAGE_ID
+
+log = logging.getLogger(__name__)
+
+HASH_BUFFER = 1 << 20
+
+
+def referenced_blobs(engine) -> set[str]:
+    """Return every blob digest that a descriptor in index.json reaches."""
+    reached = set()
+    for descriptor in engine.store.descriptors():
+        reached.add(descriptor.digest)
+        try:
+            image = load_image(engine.store, descriptor.digest)
+        except Exception as error:  # noqa: BLE001 - fsck reports the broken entry separately
+            log.warning("cannot read manifest %s: %s", descriptor.digest, error)
+            continue
+        reached.add(image.id)
+        reached.update(layer.digest for layer in image.layers)
+    return reached
+
+
+def fsck(engine, *, repair: bool = False) -> list[str]:
+    """Check blobs against their digests and references against blobs; return the problems found."""
+    problems = []
+    store = engine.store
+    for digest in store.iter_blobs():
+        if _hash_file(store.blob_path(digest)) != digest:
+            problems.append(f"blob {digest} does not match its digest")
+            if repair:
+                os.unlink(store.blob_path(digest))
+
+    for descriptor in store.descriptors():
+        missing = [d for d in _descriptor_blobs(engine, descriptor) if not store.has_blob(d)]
+        if missing:
+            problems.append(f"index entry {descriptor.annotations} lacks blobs {', '.join(missing)}")
+            if repair:
+                store.update_index(lambda ds, bad=descriptor.digest: [d for d in ds if d.digest != bad])
+
+    leftovers = len(os.listdir(store.tmp_dir))
+    if leftovers:
+        problems.append(f"{leftovers} temporary files from interrupted writes in {store.tmp_dir}")
+        if repair:
+            import shutil
+
+            for name in os.listdir(store.tmp_dir):
+                path = os.path.join(store.tmp_dir, name)
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    if repair:
+        engine.snapshots.remove_partial()
+        engine.containers.remove_partial()
+    return problems
+
+
+def prune(engine, *, all_images: bool = False) -> str:
+    """Remove stopped containers, untagged images, the build cache and every blob nothing reaches."""
+    removed_containers = 0
+    for record in engine.containers.list():
+        engine._refresh_state(record)
+        if record.state.status != "running":
+            engine.containers.remove(record)
+            removed_containers += 1
+
+    used_images = {record.image_id for record in engine.containers.list()}
+    engine.images.prune_cache()
+    engine.store.update_index(lambda ds: [
+        d for d in ds
+        if "org.opencontainers.image.ref.name" in d.annotations or d.annotations.get(ANNOTATION_IMAGE_ID) in used_images
+    ])
+
+    reached = referenced_blobs(engine)
+    freed = 0
+    for digest in list(engine.store.iter_blobs()):
+        if digest not in reached:
+            path = engine.store.blob_path(digest)
+            freed += os.path.getsize(path)
+            os.unlink(path)
+
+    live_chains = set()
+    for descriptor in engine.store.descriptors():
+        live_chains.update(load_image(engine.store, descriptor.digest).chain_ids)
+    for chain_id in engine.snapshots.chain_ids():
+        if chain_id.startswith("sha256:") and len(chain_id) == 71 and chain_id not in live_chains:
+            engine.snapshots.remove(chain_id)
+    return f"Deleted Containers: {removed_containers}\nTotal reclaimed space: {human_size(freed)}"
+
+
+def disk_usage(engine) -> str:
+    blobs = sum(os.path.getsize(engine.store.blob_path(d)) for d in engine.store.iter_blobs())
+    return f"Blobs: {human_size(blobs)} in {engine.store.blob_dir}\n"
+
+
+def host_info(engine) -> dict[str, str]:
+    cgroup = "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1 (hybrid)" if os.path.isdir("/sys/fs/cgroup/unified") else "1"
+    return {
+        "Root": engine.root,
+        "Rootless": str(engine.rootless).lower(),
+        "Storage driver": "overlay",
+        "Cgroup version": cgroup,
+        "Kernel": os.uname().release,
+    }
+
+
+def _descriptor_blobs(engine, descriptor) -> list[str]:
+    if not engine.store.has_blob(descriptor.digest):
+        return [descriptor.digest]
+    image = load_image(engine.store, descriptor.digest)
+    return [image.id] + [layer.digest for layer in image.layers]
+
+
+def _hash_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as blob:
+        while chunk := blob.read(HASH_BUFFER):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
