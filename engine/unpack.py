@@ -90,7 +90,7 @@ class _Unpacker:
         try:
             with tarfile.open(
                 fileobj=fileobj,
-                mode="r|",
+                mode=_read_mode(fileobj),
                 bufsize=COPY_BUFFER_SIZE,
                 encoding="utf-8",
                 errors="surrogateescape",
@@ -384,6 +384,13 @@ class _Unpacker:
                     os.utime(descriptor, ns=(mtime, mtime))
             finally:
                 os.close(descriptor)
+
+
+def _read_mode(fileobj) -> str:
+    # Stream mode copies every block through an extra internal buffer, so a
+    # seekable file is read directly. Pipes still work in stream mode.
+    seekable = getattr(fileobj, "seekable", None)
+    return "r:" if seekable is not None and seekable() else "r|"
 
 
 def _mtime_ns(member: tarfile.TarInfo) -> int:
