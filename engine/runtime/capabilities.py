@@ -103,6 +103,11 @@ def capability_mask(names):
     return mask
 
 
+def permitted_mask():
+    """Return the calling process's permitted set, the most that capset(2) can keep."""
+    return syscalls.capget()[1]
+
+
 def drop_bounding_set(mask):
     """Drop every capability not in `mask` from the bounding set, so no exec can gain it."""
     for number in range(last_capability() + 1):

@@ -46,9 +46,10 @@ def init_container(spec, stdio, kill_with_parent):
     _dup_stdio(stdio)
     _close_other_fds_on_exec()
 
-    mask = capabilities.capability_mask(
-        capabilities.capability_set(spec.cap_add, spec.cap_drop, spec.privileged)
-    )
+    # A launcher without some capability (root on some hosts lacks
+    # CAP_SYS_RESOURCE) cannot grant it, so --privileged gets what it has.
+    requested = capabilities.capability_set(spec.cap_add, spec.cap_drop, spec.privileged)
+    mask = capabilities.capability_mask(requested) & capabilities.permitted_mask()
     _switch_user(exec_user, mask)
     if spec.no_new_privileges:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)

@@ -44,6 +44,7 @@ MNT_DETACH = 2
 FSOPEN_CLOEXEC = 0x1
 FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
+FSCONFIG_SET_FD = 5
 FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 0x1
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
@@ -246,7 +247,7 @@ def fsopen(fstype, flags=FSOPEN_CLOEXEC):
 
 
 def fsconfig(fd, command, key=None, value=None, aux=0):
-    """Call fsconfig(2); `value` is a string for FSCONFIG_SET_STRING."""
+    """Call fsconfig(2): `value` is the string of FSCONFIG_SET_STRING, `aux` the fd of FSCONFIG_SET_FD."""
     result = _syscall(SYS_fsconfig, ctypes.c_int(fd), ctypes.c_uint(command), _encode(key), _encode(value),
                       ctypes.c_int(aux))
     if result != 0:
