@@ -26,7 +26,10 @@ def send_error(fd, error):
     try:
         import pickle
 
-        data = pickle.dumps(error)
+        # The class, args and attributes are sent rather than the exception,
+        # because unpickling an exception calls __init__ with its args, which
+        # breaks classes whose __init__ takes other arguments than it stores.
+        data = pickle.dumps((type(error), error.args, error.__dict__))
     except Exception:
         exit_code = getattr(error, "exit_code", ContainerError.exit_code)
         message = str(error) if isinstance(error, LayerlabError) else f"{type(error).__name__}: {error}"
@@ -58,7 +61,10 @@ def receive_error(fd):
 
     import pickle
 
-    error = pickle.loads(data)
+    error_type, args, attributes = pickle.loads(data)
+    error = error_type.__new__(error_type)
+    error.args = args
+    error.__dict__.update(attributes)
     if isinstance(error, LayerlabError):
         return error
 
