@@ -199,9 +199,10 @@ def _parse_go_bool(value, key):
 def _finish_mount(mount, readonly, spec):
     kind = mount["type"]
 
-    # Bind mounts are read-only unless asked otherwise; the others are writable.
+    # Cache and tmpfs mounts are writable unless asked otherwise; bind,
+    # secret and ssh mounts are read-only.
     if readonly is None:
-        readonly = kind == "bind"
+        readonly = kind not in ("cache", "tmpfs")
     mount["readonly"] = readonly
 
     if kind == "cache":

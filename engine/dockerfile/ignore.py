@@ -245,12 +245,11 @@ def _parents(path):
 
 
 def _could_match_below(pattern, dir_parts):
-    if "**" in pattern.text:
-        return True
-
+    # Compare component by component up to the first `**`, which can stand
+    # for any number of directories and so may match anything deeper.
     pattern_parts = pattern.text.split("/")
     for index, part in enumerate(dir_parts):
-        if index >= len(pattern_parts):
+        if index >= len(pattern_parts) or "**" in pattern_parts[index]:
             return True
         try:
             component = compile_pattern(pattern_parts[index])
