@@ -68,7 +68,7 @@ def _normalize(name):
 
 
 def last_capability():
-    """Return the highest capability number that the running kernel knows."""
+    """Return the highest capability number that the running kernel supports."""
     try:
         with open("/proc/sys/kernel/cap_last_cap") as file:
             return int(file.read())

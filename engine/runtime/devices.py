@@ -79,7 +79,7 @@ def _mount_devpts(path):
 
 def _mount_shm(path):
     os.mkdir(path, 0o1777)
-    # Shared memory holds no devices, executables or set-user-ID programs.
+    # Shared memory contains no devices, executables or set-user-ID programs.
     syscalls.mount(
         "shm", path, "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC,
         "mode=1777,size=65536k",

@@ -17,6 +17,8 @@ def ensure_mountpoint(root, path, directory=True):
     because the host would resolve it against its own root and mount over a
     host path.
     """
+    # TODO: created mount points land in the upper directory, so `diff` and
+    # `commit` see them. Docker hides them in a separate init layer.
     components = [part for part in path.split("/") if part]
     current = root
     for index, name in enumerate(components):

@@ -3,7 +3,7 @@
 `empty` is the lower layer of an image with no layers, because overlayfs
 needs at least one. `mnt` is where a child mounts a container's overlay
 inside its own mount namespace. Each child mounts there privately, so all
-containers can share it and the host never sees those mounts.
+containers can share it and no mount appears in the host's namespace.
 """
 
 import logging

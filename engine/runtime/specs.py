@@ -1,4 +1,4 @@
-"""What a container is made of: its root file system, its process and its namespaces."""
+"""Container specifications: the root file system, the process and the namespace options."""
 
 from dataclasses import dataclass, field
 

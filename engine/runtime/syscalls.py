@@ -1,8 +1,8 @@
 """Linux system calls that Python 3.11's standard library lacks, through ctypes.
 
 Each wrapper raises `SyscallError` (a `ContainerError`) that names the call,
-its paths and its flags, so a failed container start says what the kernel
-rejected. Constants carry the names and values of the kernel's UAPI headers.
+its paths and its flags, so the error of a failed container start names what
+the kernel rejected. Constants carry the names and values of the kernel's UAPI headers.
 """
 
 import ctypes

@@ -1,8 +1,8 @@
 """The container user: ProcessSpec.user resolved against the image's /etc/passwd and /etc/group.
 
-Follows runc's rules, which Docker uses: a name must exist in /etc/passwd,
-a numeric uid need not (its primary gid is then 0 and its home "/"), and a
-group given after ":" replaces the primary group and the supplementary
+Follows runc's rules, which Docker uses. A name must exist in /etc/passwd,
+but a numeric uid need not, and then its primary gid is 0 and its home "/".
+A group given after ":" replaces the primary group and the supplementary
 groups.
 """
 
