@@ -30,10 +30,11 @@ def ensure_mountpoint(root, path, directory=True):
             _create(current, directory or not last)
             continue
 
+        prefix = "/" + "/".join(components[:index + 1])
         if stat.S_ISLNK(info.st_mode):
-            raise ContainerError(f"cannot mount on {path}: {'/' + '/'.join(components[:index + 1])} is a symbolic link in the image")
+            raise ContainerError(f"cannot mount on {path}: {prefix} is a symbolic link in the image")
         if not last and not stat.S_ISDIR(info.st_mode):
-            raise ContainerError(f"cannot mount on {path}: {'/' + '/'.join(components[:index + 1])} is not a directory in the image")
+            raise ContainerError(f"cannot mount on {path}: {prefix} is not a directory in the image")
     return current
 
 
