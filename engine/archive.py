@@ -200,7 +200,10 @@ class _TarWriter:
         self._tar.addfile(info)
 
     def close(self) -> LayerInfo:
-        self._tar.close()
+        # End with two zero blocks and no padding to tarfile's 10 KiB record, as Go's archive/tar
+        # (and so Docker) does: an empty layer is then the well-known 1024-byte tar.
+        self._hashing.write(tarfile.NUL * (tarfile.BLOCKSIZE * 2))
+        self._tar.closed = True
         self._hashing.flush()
         return LayerInfo(digest=self._hashing.digest, size=self._hashing.size)
 

@@ -205,9 +205,9 @@ def commit(engine, record: ContainerRecord, reference: str | None, *, message: s
     base = engine.images.resolve(record.image_id)
     draft = ImageDraft.from_image(base)
 
-    with engine.store.blob_writer() as writer:
+    with engine.store.blob_writer(hashed_by_caller=True) as writer:
         info = write_layer(record.upperdir, writer)
-        writer.commit()
+        writer.commit(info.digest)
     draft.add_layer(info.digest, info.size)
     draft.add_history(shlex.join(record.args) if record.args else "", empty_layer=False, comment=message, author=author)
     if author:

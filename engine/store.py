@@ -72,23 +72,33 @@ class BlobWriter:
     appears under a digest.
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, hashed_by_caller: bool = False):
         self._store = store
         fd, self._tmp_path = tempfile.mkstemp(prefix="blob-", dir=store.tmp_dir)
         self._file = os.fdopen(fd, "wb", buffering=COPY_BUFFER)
-        self._hash = hashlib.sha256()
+        # A caller that hashes the stream itself (the layer writer) passes the digest to commit, so a layer is hashed once.
+        self._hash = None if hashed_by_caller else hashlib.sha256()
         self.size = 0
         self.digest: str | None = None
 
     def write(self, data) -> int:
         self._file.write(data)
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self.size += len(data)
         return len(data)
 
+    def flush(self) -> None:
+        self._file.flush()
+
     def commit(self, expected_digest: str | None = None, expected_size: int | None = None) -> str:
         """Verify and publish the blob; return its digest."""
-        digest = "sha256:" + self._hash.hexdigest()
+        if self._hash is None:
+            if expected_digest is None:
+                raise ValueError("a blob hashed by its caller needs the digest at commit")
+            digest = check_digest(expected_digest)
+        else:
+            digest = "sha256:" + self._hash.hexdigest()
         if expected_digest is not None and digest != expected_digest:
             raise InvalidArgumentError(f"blob digest mismatch: expected {expected_digest}, got {digest}")
         if expected_size is not None and self.size != expected_size:
@@ -148,8 +158,8 @@ class Store:
     def has_blob(self, digest: str) -> bool:
         return os.path.exists(self.blob_path(digest))
 
-    def blob_writer(self) -> BlobWriter:
-        return BlobWriter(self)
+    def blob_writer(self, *, hashed_by_caller: bool = False) -> BlobWriter:
+        return BlobWriter(self, hashed_by_caller=hashed_by_caller)
 
     def put_blob(self, data: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()

@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
     except KeyboardInterrupt:
         presenter.error("layerlab: interrupted\n")
         return 130
+    except OSError as error:
+        log.debug("command failed", exc_info=True)
+        presenter.error(f"layerlab: {error}\n")
+        return 125
 
 
 def _configure_logging(debug: bool) -> None:

@@ -1,0 +1,240 @@
+"""Execute a Dockerfile stage by stage with Docker's classic build cache.
+
+A step hits the cache when an earlier build ran the same instruction text
+on the same parent image (and, for COPY and ADD, on sources with the same
+content and modes). Every step's result is an image of its own, recorded
+in index.json under its cache key with its parent's ID, so the cache
+survives restarts and `history` can name each row. Once a step misses, its
+new image has a new ID, so every later step misses too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from layerlab.engine.build import events
+from layerlab.engine.build.context import BuildContext
+from layerlab.engine.build.state import BuildRequest, StageState
+from layerlab.engine.build.steps import plan_step
+from layerlab.engine.dockerfile import parse
+from layerlab.engine.dockerfile.expansion import EXPANDING_KEYWORDS
+from layerlab.engine.errors import DockerfileError, NotFoundError
+from layerlab.engine.image import Image, ImageDraft, load_image, write_image
+from layerlab.engine.images import SCRATCH
+from layerlab.engine.reference import Reference
+from layerlab.engine.views import BuildSummary, StepRecord
+
+log = logging.getLogger(__name__)
+
+# Build args that every Dockerfile may use without declaring them (the proxy variables).
+PREDEFINED_ARGS = {
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+}
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    tags: list[str]
+    summary: BuildSummary
+
+
+class Builder:
+    """Builds images from Dockerfiles into an Engine's store."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def build(self, request: BuildRequest, on_event: Callable | None = None) -> BuildResult:
+        run = BuildRun(self.engine, request, on_event)
+        return run.execute()
+
+
+class BuildRun:
+    """One build in progress; the step handlers call back into it."""
+
+    def __init__(self, engine, request: BuildRequest, on_event):
+        self.engine = engine
+        self.request = request
+        self._on_event = on_event
+        self.context = BuildContext(request.context)
+        self.dockerfile_path, text = _read_dockerfile(request, self.context.root)
+        self.dockerfile = parse(text, path=self.dockerfile_path)
+        self.tags = [Reference.parse(tag) for tag in request.tags]
+        self.cache = self.engine.images.cache_lookup()
+        self.index = 0
+        self.layer_sizes: dict[str, int] = {}
+        self.stage_set_cmd = False
+        self.records: list[StepRecord] = []
+        self.meta_args: dict[str, str] = {}
+        self.used_build_args: set[str] = set()
+
+    def emit(self, event) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def write(self, draft: ImageDraft) -> Image:
+        return write_image(self.engine.store, draft)
+
+    def arg_value(self, name: str, default: str | None) -> str | None:
+        """Return an ARG's value: the --build-arg if given, else its default."""
+        if name in self.request.build_args:
+            self.used_build_args.add(name)
+            value = self.request.build_args[name]
+            return value if value is not None else default
+        return default
+
+    def execute(self) -> BuildResult:
+        started = time.monotonic()
+        stages = self._stages_to_build()
+        total = len(self.dockerfile.args_before_from) + sum(1 + len(stage.instructions) for stage in stages)
+
+        for instruction in self.dockerfile.args_before_from:
+            self._step_start(total, instruction)
+            for pair in instruction.pairs:
+                value = self.arg_value(pair.key, pair.value)
+                if value is not None:
+                    self.meta_args[pair.key] = value
+            self.emit(events.StepDone(self.index, instruction.original, "", True, 0.0, None))
+
+        built: dict[str, Image | None] = {}
+        state = None
+        for stage in stages:
+            state = self._build_stage(stage, built, total)
+            built[str(stage.index)] = state.image
+            if stage.name:
+                built[stage.name] = state.image
+
+        if state is None or state.image is None:
+            raise DockerfileError("the build produced no image: add an instruction after FROM scratch",
+                                  path=self.dockerfile_path)
+        self._warn_unused_args()
+        return self._finish(state, started)
+
+    def _stages_to_build(self):
+        stages = self.dockerfile.stages
+        if not self.request.target:
+            return stages
+        try:
+            target = self.dockerfile.stage(self.request.target)
+        except KeyError:
+            names = ", ".join(stage.name for stage in stages if stage.name) or "none"
+            raise DockerfileError(f"target stage {self.request.target!r} not found (stages: {names})",
+                                  path=self.dockerfile_path) from None
+        return stages[: target.index + 1]
+
+    def _build_stage(self, stage, built: dict, total: int) -> StageState:
+        from_instruction = stage.from_instruction.expanded(self.meta_args, self.dockerfile.escape)
+        self._step_start(total, stage.from_instruction)
+        state = StageState(self._base_image(from_instruction, built))
+        self.stage_set_cmd = False
+        self.emit(events.StepDone(self.index, stage.from_instruction.original, state.image_id, True, 0.0, None))
+
+        for instruction in stage.instructions:
+            self._step_start(total, instruction)
+            self._run_instruction(state, instruction)
+        return state
+
+    def _base_image(self, from_instruction, built: dict) -> Image | None:
+        name = from_instruction.image
+        if name.lower() in built:
+            return built[name.lower()]
+        if name == SCRATCH:
+            return None
+        try:
+            return self.engine.images.resolve(name)
+        except NotFoundError as error:
+            raise DockerfileError(str(error), path=self.dockerfile_path, line=from_instruction.line,
+                                  instruction="FROM") from None
+
+    def _run_instruction(self, state: StageState, instruction) -> None:
+        started = time.monotonic()
+        if instruction.keyword in EXPANDING_KEYWORDS:
+            instruction = instruction.expanded(state.expansion_env(), self.dockerfile.escape)
+        if instruction.keyword == "CMD":
+            self.stage_set_cmd = True
+
+        step = plan_step(self, state, instruction)
+        key = _cache_key(state.image_id, step.created_by, step.cache_extra)
+        cached = None if self.request.no_cache else self.cache.get(key)
+
+        if cached is not None:
+            image = load_image(self.engine.store, cached.digest)
+            self.emit(events.StepCached(self.index, image.id))
+            reason = ""
+        else:
+            reason = self._miss_reason(state)
+            state.missed = True
+            image = step.execute()
+            self.engine.images.cache_put(key, image, parent=state.image.id if state.image else None)
+
+        layer_size = image.layers[-1].size if len(image.layers) > len(state.image.layers if state.image else []) else None
+        state.image = image
+        seconds = time.monotonic() - started
+        self.records.append(StepRecord(self.index, instruction.original, cached is not None, seconds, layer_size,
+                                       image.id, reason))
+        self.emit(events.StepDone(self.index, instruction.original, image.id, cached is not None, seconds,
+                                  layer_size, reason))
+
+    def _miss_reason(self, state: StageState) -> str:
+        if self.request.no_cache:
+            return "--no-cache"
+        if state.missed:
+            return "an earlier step ran, so the parent image is new"
+        return "no earlier build ran this instruction on this parent (or its files changed)"
+
+    def _step_start(self, total: int, instruction) -> None:
+        self.index += 1
+        self.emit(events.StepStarted(self.index, total, _display(instruction)))
+
+    def _warn_unused_args(self) -> None:
+        unused = sorted(set(self.request.build_args) - self.used_build_args - PREDEFINED_ARGS)
+        if unused:
+            self.emit(events.BuildWarning(None, f"One or more build-args {unused} were not consumed"))
+
+    def _finish(self, state: StageState, started: float) -> BuildResult:
+        image = state.image
+        if self.tags:
+            for reference in self.tags:
+                self.engine.images.tag(image, reference, parent=self.engine.images.parent_of(image.id))
+        elif not self.engine.images.references_to(image.id):
+            self.engine.images.add_untagged(image, parent=self.engine.images.parent_of(image.id))
+        seconds = time.monotonic() - started
+        tags = [reference.familiar for reference in self.tags]
+        self.emit(events.BuildDone(image.id, tags, seconds))
+        return BuildResult(image.id, tags, BuildSummary(image.id, tags, self.records, seconds))
+
+
+def _cache_key(parent_id: str, created_by: str, extra: str) -> str:
+    material = json.dumps([parent_id, created_by, extra], separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(material.encode()).hexdigest()
+
+
+def _display(instruction) -> str:
+    """Return the instruction as `Step N/M :` prints it: one line, continuations joined."""
+    return " ".join(instruction.original.split()) if "\n" in instruction.original else instruction.original.strip()
+
+
+def _read_dockerfile(request: BuildRequest, context_root: str) -> tuple[str, str]:
+    path = request.dockerfile or os.path.join(context_root, "Dockerfile")
+    if request.dockerfile and not os.path.isabs(path) and not os.path.exists(path):
+        path = os.path.join(context_root, request.dockerfile)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise NotFoundError(
+            f"Cannot locate specified Dockerfile: {path}: create it, or name another with -f"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise DockerfileError(f"the Dockerfile is not UTF-8 text ({error.reason} at byte {error.start})",
+                              path=path) from None
+    display = os.path.relpath(path, context_root) if path.startswith(context_root) else path
+    return display, text

@@ -1,0 +1,56 @@
+"""What a build knows while it runs: the request, the stage's image so far, its variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from layerlab.engine.image import Image, ImageDraft
+
+
+@dataclass
+class BuildRequest:
+    """A `layerlab build` after flag parsing."""
+
+    context: str
+    dockerfile: str | None = None
+    tags: list[str] = field(default_factory=list)
+    no_cache: bool = False
+    build_args: dict[str, str | None] = field(default_factory=dict)
+    target: str | None = None
+    network: str = "host"
+
+
+@dataclass
+class StageState:
+    """One stage's progress: the image after the last step and the variables in scope.
+
+    `image` is None while a `FROM scratch` stage has no step yet. `args`
+    holds the ARGs declared in this stage with their values; ENV values
+    live in the image config and win over ARGs of the same name.
+    """
+
+    image: Image | None
+    args: dict[str, str] = field(default_factory=dict)
+    missed: bool = False
+
+    @property
+    def image_id(self) -> str:
+        return self.image.id if self.image else "scratch"
+
+    @property
+    def config_env(self) -> dict[str, str]:
+        if self.image is None:
+            return {}
+        pairs = (entry.partition("=") for entry in self.image.settings.get("Env") or [])
+        return {key: value for key, _, value in pairs}
+
+    def expansion_env(self) -> dict[str, str]:
+        env = dict(self.args)
+        env.update(self.config_env)
+        return env
+
+    def draft(self) -> ImageDraft:
+        return ImageDraft.from_image(self.image) if self.image else ImageDraft.empty()
+
+    def settings(self) -> dict:
+        return self.image.settings if self.image else {}
