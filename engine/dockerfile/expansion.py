@@ -57,7 +57,9 @@ class _Words:
             self.add_char(char)
 
     def add_raw_string(self, text):
-        self.buffer.append(text)
+        # An empty quoted string starts no word of its own, as in BuildKit.
+        if text:
+            self.buffer.append(text)
         self.in_word = True
 
     def finish(self):
