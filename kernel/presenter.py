@@ -26,6 +26,12 @@ class NotebookPresenter:
 
     def __init__(self):
         self.steps: list[StepRecord] = []
+        self.step_stages: dict[int, int] = {}
+        self.built_image_id: str | None = None
+
+        # Whether each layer the final stage made came from the cache, in
+        # order, to mark the top of the image's layer stack.
+        self.final_layers_cached: list[bool] = []
 
         # The build widget waits until the command ends or shows another
         # view, because the engine may still show its own BuildSummary.
@@ -58,6 +64,16 @@ class NotebookPresenter:
         if handler is not None:
             handler(self, event)
 
+    def build_finished(self, result) -> None:
+        """Display the build widget, then the built image's layer stack; the CLI calls this after a build."""
+        self.flush_build()
+        if self.built_image_id is None:
+            return
+
+        stack = self._layer_stack(self.built_image_id)
+        if stack is not None:
+            self.display_view(stack)
+
     def container_stdio(self):
         self.flush_build()
         return container_pipes(sys.stdout, sys.stderr)
@@ -85,6 +101,26 @@ class NotebookPresenter:
         else:
             display(widget)
 
+    def _layer_stack(self, image_id: str):
+        from layerlab.engine.api import Engine
+        from layerlab.engine.errors import LayerlabError
+
+        try:
+            stack = Engine().layer_stack(image_id)
+        except LayerlabError as error:
+            log.warning("cannot show the layer stack of %s: %s", image_id, error)
+            return None
+
+        # The final stage's layers are the top of the stack; older ones came
+        # from the base image, so they are neither cached nor built here.
+        built = stack.layers[len(stack.layers) - len(self.final_layers_cached):]
+        for layer, cached in zip(built, self.final_layers_cached):
+            layer.cached = cached
+        return stack
+
+    def _start_step(self, event: events.StepStarted) -> None:
+        self.step_stages[event.index] = event.stage
+
     def _record_step(self, event: events.StepDone) -> None:
         self.steps.append(StepRecord(
             index=event.index,
@@ -100,12 +136,18 @@ class NotebookPresenter:
         self.pending_summary = BuildSummary(
             image_id=event.image_id, tags=list(event.tags), steps=self.steps, seconds=event.seconds,
         )
+        self.built_image_id = event.image_id
+
+        # The last step started belongs to the stage that became the image.
+        final_stage = self.step_stages[max(self.step_stages)] if self.step_stages else 0
+        self.final_layers_cached = [
+            step.cached for step in self.steps
+            if step.layer_size is not None and self.step_stages.get(step.index, 0) == final_stage
+        ]
         self.steps = []
 
-        # TODO: the layer-stack widget appears only when the engine shows a
-        # LayerStackView after a build; the kernel does not build one itself.
-
     EVENT_HANDLERS = {
+        events.StepStarted: _start_step,
         events.StepDone: _record_step,
         events.BuildDone: _finish_build,
     }

@@ -92,7 +92,7 @@ class LayerStackWidget(ViewWidget):
             cached = " (cached)" if layer.cached else ""
             boxes.append(
                 f'<div class="{box_class}" title="{html.escape(layer.diff_id, quote=True)}">'
-                f"<b>{html.escape(human_size(layer.size))}</b>{cached} "
+                f"<strong>{html.escape(human_size(layer.size))}</strong>{cached} "
                 f"{html.escape(ellipsis(layer.created_by, 80))}</div>"
             )
 

@@ -187,3 +187,37 @@ def test_kernelspec_runs_this_python(kernelspecs):
     assert spec.language == "python"
     assert spec.argv[1:] == ["-m", "layerlab.kernel", "-f", "{connection_file}"]
     assert (Path(spec.resource_dir) / "logo-svg.svg").exists()
+
+
+def test_container_output_streams_into_cell(layerlab_kernel):
+    bootstrap = layerlab_kernel.run("docker bootstrap busybox")
+    assert bootstrap.status == "ok", bootstrap.stream("stderr")
+
+    result = layerlab_kernel.run("docker run --rm busybox sh -c 'echo hello; echo oops >&2; echo bye'")
+
+    assert result.status == "ok", result.stream("stderr")
+    assert result.stream("stdout") == "hello\nbye\n"
+    assert result.stream("stderr") == "oops\n"
+
+
+def test_failing_container_fails_cell(layerlab_kernel):
+    layerlab_kernel.run("docker bootstrap busybox")
+
+    result = layerlab_kernel.run("docker run --rm busybox sh -c 'exit 3'")
+
+    assert result.status == "error"
+    assert result.reply["content"]["evalue"].endswith("exited with status 3")
+
+
+def test_images_cell_displays_table_widget(layerlab_kernel):
+    layerlab_kernel.run("docker bootstrap busybox")
+
+    result = layerlab_kernel.run("docker images")
+
+    assert result.status == "ok", result.stream("stderr")
+    displays = result.of_type("display_data")
+    assert len(displays) == 1
+    text = displays[0]["data"]["text/plain"]
+    assert text.splitlines()[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert text.splitlines()[1].split()[:2] == ["busybox", "latest"]
+    assert "<table" in displays[0]["data"]["text/html"]
