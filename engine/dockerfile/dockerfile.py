@@ -44,7 +44,7 @@ class Dockerfile:
     warnings: list[str] = field(default_factory=list)
 
     def stage(self, reference: str | int) -> Stage:
-        """Find a stage by `AS` name (case-insensitive) or index; raise KeyError."""
+        """Find a stage by `AS` name (case-insensitive) or index. Raises KeyError if none matches."""
         if isinstance(reference, int) or reference.isdigit():
             index = int(reference)
             if 0 <= index < len(self.stages):
@@ -58,7 +58,7 @@ class Dockerfile:
 
 
 def parse(text: str, path: str = "Dockerfile") -> Dockerfile:
-    """Parse Dockerfile text; raise DockerfileError with the line and instruction at fault."""
+    """Parse Dockerfile text. Raises DockerfileError naming the line and instruction at fault."""
     result = parse_nodes(text, path)
     if not result.nodes:
         raise DockerfileError("the Dockerfile contains no instructions", path=path)

@@ -372,7 +372,7 @@ class _Scan:
 
 
 def _compile_pattern(pattern, *, greedy, anchored):
-    """Compile a `${name#pattern}` glob (`*`, `?`, escapes; no brackets) to a regex."""
+    """Compile a `${name#pattern}` glob to a regex: `*`, `?` and escapes, but no brackets."""
     star = ".*" if greedy else ".*?"
     out = ["^"] if anchored else []
     index = 0

@@ -228,7 +228,7 @@ _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)"
 
 
 def parse_duration(text: str) -> int:
-    """Parse a Go duration (`30s`, `1m30s`, `1.5h`, `0`) into nanoseconds; raise FlagError."""
+    """Parse a Go duration (`30s`, `1m30s`, `1.5h`, `0`) into nanoseconds. Raises FlagError."""
     body = text
     sign = 1
     if body[:1] in ("+", "-"):

@@ -52,7 +52,7 @@ def clean_path(path: str) -> str:
 
 @dataclass
 class IgnorePattern:
-    """One cleaned pattern; `exclusion` is True for a `!` line."""
+    """One cleaned pattern. `exclusion` is True for a `!` line."""
 
     text: str
     exclusion: bool
@@ -71,7 +71,7 @@ class IgnorePattern:
 
 
 def compile_pattern(text: str, exclusion: bool = False) -> IgnorePattern:
-    """Compile one cleaned pattern; raise ValueError if it is malformed."""
+    """Compile one cleaned pattern. Raises ValueError if it is malformed."""
     _check_brackets(text)
     kind = _EXACT
     out = ["^"]
@@ -141,7 +141,7 @@ def _check_brackets(text):
 
 
 def read_patterns(text: str, path: str = ".dockerignore") -> list[IgnorePattern]:
-    """Parse the lines of a .dockerignore file; raise DockerfileError for a bad pattern."""
+    """Parse the lines of a .dockerignore file. Raises DockerfileError for a bad pattern."""
     if text.startswith(_BOM):
         text = text[1:]
 
@@ -183,7 +183,7 @@ class IgnoreMatcher:
 
     @classmethod
     def from_context(cls, context_dir: str | os.PathLike, dockerfile: str | os.PathLike | None = None):
-        """Read the context's `.dockerignore`; an empty matcher when there is none.
+        """Read the context's `.dockerignore`, or return an empty matcher when there is none.
 
         As BuildKit does, `<Dockerfile>.dockerignore` next to the Dockerfile
         takes precedence over the one at the context root.

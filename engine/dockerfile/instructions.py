@@ -33,7 +33,7 @@ _SECURITY_MODES = ("sandbox", "insecure")
 
 @dataclass
 class KeyValue:
-    """One `key=value` of ENV, LABEL or ARG; `value` is None for an ARG without a default."""
+    """One `key=value` of ENV, LABEL or ARG. `value` is None for an ARG without a default."""
 
     key: str
     value: str | None
@@ -122,7 +122,7 @@ class ShellInstruction(Instruction):
 
 @dataclass(kw_only=True)
 class CopyInstruction(Instruction):
-    """COPY; `source_contents` are heredoc sources, written to `dest` under their names."""
+    """COPY. `source_contents` are heredoc sources, written to `dest` under their names."""
 
     keyword: ClassVar[str] = "COPY"
     sources: list[str]
@@ -146,7 +146,7 @@ class AddInstruction(CopyInstruction):
 
 @dataclass(kw_only=True)
 class EnvInstruction(Instruction):
-    """ENV; keys and values keep their quotes until expansion."""
+    """ENV. Keys and values keep their quotes until expansion."""
 
     keyword: ClassVar[str] = "ENV"
     pairs: list[KeyValue]
@@ -223,7 +223,11 @@ class HealthcheckInstruction(Instruction):
 
 @dataclass(kw_only=True)
 class OnbuildInstruction(Instruction):
-    """ONBUILD; `expression` is the trigger text stored in the image, `trigger` its parsed form."""
+    """ONBUILD. `expression` is the trigger text stored in the image, `trigger` its parsed form.
+
+    NOTE: the trigger is parsed here so that its errors show at once. BuildKit
+    only checks its syntax and reports other errors in the child build.
+    """
 
     keyword: ClassVar[str] = "ONBUILD"
     expression: str
@@ -375,6 +379,7 @@ _COPY_FLAGS = (
     FlagSpec("parents", BOOL),
     FlagSpec("exclude", STRINGS),
 )
+# TODO: BuildKit's newer ADD --unpack and RUN --device flags are not accepted yet.
 _ADD_FLAGS = (
     FlagSpec("chown"),
     FlagSpec("chmod"),
@@ -712,7 +717,7 @@ _PARSERS = {
 
 
 def parse_instruction(node: Node, path: str = "Dockerfile", escape: str = "\\") -> Instruction:
-    """Turn one node into its typed instruction; raise DockerfileError."""
+    """Turn one node into its typed instruction. Raises DockerfileError."""
     parser = _PARSERS.get(node.keyword)
     if parser is None:
         raise DockerfileError(_unknown_keyword_message(node.keyword), path=path, line=node.line)

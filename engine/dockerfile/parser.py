@@ -156,7 +156,7 @@ def _is_blank(line):
 
 
 def parse_nodes(text: str, path: str = "Dockerfile") -> ParseResult:
-    """Split Dockerfile text into nodes; raise DockerfileError on a syntax error."""
+    """Split Dockerfile text into nodes. Raises DockerfileError on a syntax error."""
     lines = _split_lines(text)
     directives = _Directives(path)
     nodes = []
@@ -235,7 +235,7 @@ def split_command(line: str) -> tuple[str, list[str], str]:
 
 
 def _extract_flags(text):
-    """Read the leading `--name[=value]` words; quotes in them are removed.
+    """Read the leading `--name[=value]` words and remove the quotes in them.
 
     A bare `--` ends the flags. The rest of the text is returned unchanged.
     """
@@ -364,7 +364,7 @@ def heredocs_in_line(line: str) -> list[Heredoc]:
 
 
 def parse_heredoc_word(word: str) -> Heredoc | None:
-    """Parse `<<EOF`, `<<-EOF`, `<<"EOF"` or `3<<EOF`; return None for any other word."""
+    """Parse `<<EOF`, `<<-EOF`, `<<"EOF"` or `3<<EOF`. Returns None for any other word."""
     match = _HEREDOC_WORD.match(word)
     if not match or not match.group(3):
         return None

@@ -22,9 +22,11 @@ class PortSpec:
 
 
 def parse_port(spec: str) -> PortSpec:
-    """Parse one EXPOSE word; raise ValueError naming the invalid part.
+    """Parse one EXPOSE word. Raises ValueError naming the invalid part.
 
     The protocol is case-insensitive and defaults to tcp, as in Docker.
+    NOTE: Docker also accepts `ip:hostPort:containerPort` here and ignores
+    the host part. This parser rejects that form.
     """
     ports, slash, protocol = spec.partition("/")
     protocol = protocol.lower() if slash else "tcp"

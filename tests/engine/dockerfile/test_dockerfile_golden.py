@@ -1,4 +1,4 @@
-"""Golden-file tests: each folder under testdata/ holds a Dockerfile and what parsing it gives.
+"""Golden-file tests: each folder under testdata/ contains a Dockerfile and what parsing it gives.
 
 Set LAYERLAB_UPDATE_GOLDEN=1 to rewrite expected.json from the current
 parser; review the diff before committing it.
