@@ -27,7 +27,7 @@ class NotebookPresenter:
     def __init__(self):
         self.steps: list[StepRecord] = []
         self.step_stages: dict[int, int] = {}
-        self.built_image_id: str | None = None
+        self.built_image: str | None = None
 
         # Whether each layer the final stage made came from the cache, in
         # order, to mark the top of the image's layer stack.
@@ -67,10 +67,10 @@ class NotebookPresenter:
     def build_finished(self, result) -> None:
         """Display the build widget, then the built image's layer stack; the CLI calls this after a build."""
         self.flush_build()
-        if self.built_image_id is None:
+        if self.built_image is None:
             return
 
-        stack = self._layer_stack(self.built_image_id)
+        stack = self._layer_stack(self.built_image)
         if stack is not None:
             self.display_view(stack)
 
@@ -101,14 +101,14 @@ class NotebookPresenter:
         else:
             display(widget)
 
-    def _layer_stack(self, image_id: str):
+    def _layer_stack(self, image: str):
         from layerlab.engine.api import Engine
         from layerlab.engine.errors import LayerlabError
 
         try:
-            stack = Engine().layer_stack(image_id)
+            stack = Engine().layer_stack(image)
         except LayerlabError as error:
-            log.warning("cannot show the layer stack of %s: %s", image_id, error)
+            log.warning("cannot show the layer stack of %s: %s", image, error)
             return None
 
         # The final stage's layers are the top of the stack; older ones came
@@ -136,7 +136,8 @@ class NotebookPresenter:
         self.pending_summary = BuildSummary(
             image_id=event.image_id, tags=list(event.tags), steps=self.steps, seconds=event.seconds,
         )
-        self.built_image_id = event.image_id
+        # The first tag titles the layer stack; an untagged build shows its ID.
+        self.built_image = event.tags[0] if event.tags else event.image_id
 
         # The last step started belongs to the stage that became the image.
         final_stage = self.step_stages[max(self.step_stages)] if self.step_stages else 0

@@ -221,3 +221,55 @@ def test_images_cell_displays_table_widget(layerlab_kernel):
     assert text.splitlines()[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     assert text.splitlines()[1].split()[:2] == ["busybox", "latest"]
     assert "<table" in displays[0]["data"]["text/html"]
+
+
+def test_dockerfile_cell_builds_with_tag(layerlab_kernel, work_dir):
+    layerlab_kernel.run("docker bootstrap busybox")
+    cell = "%%dockerfile hello/ -t hello\nFROM busybox\nRUN echo built > /built.txt\nCMD [\"cat\", \"/built.txt\"]\n"
+
+    first = layerlab_kernel.run(cell)
+    second = layerlab_kernel.run(cell)
+
+    assert first.status == "ok", first.stream("stderr")
+    assert (work_dir / "hello" / "Dockerfile").exists()
+    assert "Step 2/3 : RUN echo built > /built.txt" in first.stream("stdout")
+    assert "Successfully tagged hello:latest" in first.stream("stdout")
+    assert " ---> Using cache" in second.stream("stdout")
+
+    # One build widget, then one layer stack, each displayed once.
+    texts = [display["data"]["text/plain"] for display in second.of_type("display_data")]
+    assert len(texts) == 2
+    assert texts[0].splitlines()[0].split() == ["STEP", "RESULT", "TIME", "LAYER", "INSTRUCTION"]
+    assert all("CACHED" in line for line in texts[0].splitlines()[1:])
+    assert texts[1].startswith("hello")
+    assert "layerlab-cached" in second.of_type("display_data")[1]["data"]["text/html"]
+
+    run = layerlab_kernel.run("docker run --rm hello")
+    assert run.stream("stdout") == "built\n"
+
+
+def test_failing_build_fails_cell_cleanly(layerlab_kernel):
+    layerlab_kernel.run("docker bootstrap busybox")
+
+    result = layerlab_kernel.run("%%dockerfile broken/ -t broken\nFROM busybox\nRUN echo trying; exit 7\n")
+
+    assert result.status == "error"
+    assert "trying\n" in result.stream("stdout")
+    assert result.stream("stderr").strip() != ""
+    assert "Traceback" not in result.stream("stderr")
+    assert result.reply["content"]["ename"] == "DockerCommandError"
+
+
+def test_diff_cell_displays_diff_widget(layerlab_kernel):
+    layerlab_kernel.run("docker bootstrap busybox")
+    run = layerlab_kernel.run("docker run --name changer busybox sh -c 'touch /added; rm /bin/true'")
+    assert run.status == "ok", run.stream("stderr")
+
+    result = layerlab_kernel.run("docker diff changer")
+
+    assert result.status == "ok", result.stream("stderr")
+    displays = result.of_type("display_data")
+    assert len(displays) == 1
+    assert "A /added\n" in displays[0]["data"]["text/plain"]
+    assert "D /bin/true\n" in displays[0]["data"]["text/plain"]
+    assert 'class="layerlab-diff-A"' in displays[0]["data"]["text/html"]
