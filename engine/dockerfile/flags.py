@@ -99,10 +99,10 @@ _KEY_ALIASES = {
 def parse_mount(spec: str) -> dict[str, object]:
     """Parse one `RUN --mount=` value (comma-separated key=value fields, CSV quoting).
 
-    The result always has `type` and `readonly`; `target`, `source`, `from`,
-    `id`, `sharing`, `mode`, `uid`, `gid`, `size`, `env` and `required`
-    appear when given (or, for a cache mount, `sharing` defaults to
-    "shared"). Values that still contain `$` are kept as text because the
+    The result always has `type` and `readonly`. The keys `target`,
+    `source`, `from`, `id`, `sharing`, `mode`, `uid`, `gid`, `size`, `env`
+    and `required` appear when given, and a cache mount's `sharing`
+    defaults to "shared". Values that still contain `$` are kept as text because the
     builder expands them before use. Raises FlagError.
     """
     fields = _split_csv(spec)

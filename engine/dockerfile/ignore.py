@@ -1,7 +1,7 @@
 """.dockerignore matching, with the semantics of moby's patternmatcher.
 
 Each line is a Go filepath.Match pattern, cleaned like filepath.Clean and
-with a leading `/` removed; `**` matches any number of directories; a line
+with a leading `/` removed. `**` matches any number of directories. A line
 starting with `!` re-includes what earlier lines excluded, and the last
 matching line decides. A pattern that matches a directory excludes
 everything under it. Lines whose first character is `#` are comments.
@@ -200,7 +200,7 @@ class IgnoreMatcher:
         return cls([])
 
     def excluded(self, relpath: str) -> bool:
-        """Whether the context path `relpath` (slash-separated, relative) is excluded."""
+        """Return whether the context path `relpath` (slash-separated, relative) is excluded."""
         path = _normalize(relpath)
         if path == ".":
             return False
@@ -217,9 +217,9 @@ class IgnoreMatcher:
         return matched
 
     def may_contain_included(self, dir_relpath: str) -> bool:
-        """Whether a walker must enter this directory: False only when nothing under it can be included.
+        """Return whether a walker must enter this directory: False only when nothing under it can be included.
 
-        The answer errs towards True: an exclusion (`!`) pattern that could
+        The result errs towards True: an exclusion (`!`) pattern that could
         match the directory, one of its parents or anything below it keeps
         the directory in the walk.
         """

@@ -43,9 +43,9 @@ class KeyValue:
 class Instruction:
     """Fields that every instruction has.
 
-    `arguments` is the argument text after the builder flags; `flags` are
-    the raw `--name=value` words; `original` is the logical line with
-    continuations joined and `source` the exact lines, heredocs included.
+    `arguments` is the argument text after the builder flags, and `flags`
+    are the raw `--name=value` words. `original` is the logical line with
+    continuations joined, and `source` the exact lines, heredocs included.
     """
 
     keyword: ClassVar[str] = ""

@@ -273,7 +273,7 @@ def _read_flag_word(text, pos):
             quote = None
         elif char == "\\":
             # BuildKit reads flags with a fixed backslash escape, whatever
-            # the escape directive says.
+            # the escape directive sets.
             if pos + 1 < len(text):
                 pos += 1
                 chars.append(text[pos])

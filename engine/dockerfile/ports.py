@@ -17,7 +17,7 @@ class PortSpec:
     protocol: str = "tcp"
 
     def keys(self) -> list[str]:
-        """The image config's `ExposedPorts` keys, one per port (`80/tcp`)."""
+        """Return the image config's `ExposedPorts` keys, one per port (`80/tcp`)."""
         return [f"{port}/{self.protocol}" for port in range(self.start, self.end + 1)]
 
 
