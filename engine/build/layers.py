@@ -128,7 +128,9 @@ def _pump_output(run, read_fd: int, tail: list[str]) -> None:
 
 
 def _emit_line(run, raw: bytes, tail: list[str]) -> None:
-    text = raw.decode("utf-8", errors="replace").rstrip("\r")
+    # Progress meters (apt, dpkg) redraw a line with carriage returns: keep what a terminal would show last.
+    segments = [segment for segment in raw.decode("utf-8", errors="replace").split("\r") if segment]
+    text = segments[-1] if segments else ""
     tail.append(text)
     del tail[:-MAX_ERROR_LINES]
     run.emit(events.OutputLine(run.index, text))
