@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 DOCKERFILE_MAGIC = "%%dockerfile"
 
-# `docker images`, `docker --version`; not Python such as `docker = 1`.
+# Matches `docker images` and `docker --version`, but not Python such as `docker = 1`.
 _DOCKER_LINE = re.compile(r"docker[ \t]+(-{0,2}[A-Za-z][\w-]*)")
 
 

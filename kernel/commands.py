@@ -58,7 +58,7 @@ def _engine_main():
     except ModuleNotFoundError as missing:
         if missing.name != ENGINE_MAIN_MODULE:
             raise
-        log.error("cannot import %s: %s", ENGINE_MAIN_MODULE, missing)
+        log.error("failed to import %s: %s", ENGINE_MAIN_MODULE, missing)
         return None
     return main
 

@@ -18,7 +18,7 @@ class LayerlabKernel(IPythonKernel):
 
     Ordinary Python cells run as in ipykernel. A cell whose non-blank lines
     are all `docker ...` commands (or `#` comments) runs each one as
-    `%docker ...`; the first that fails fails the cell.
+    `%docker ...`, and the first command that fails fails the cell.
     """
 
     implementation = "layerlab"

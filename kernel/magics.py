@@ -47,8 +47,8 @@ class DockerMagics(Magics):
         if not build_flags:
             return
         if not has_tag(build_flags):
-            print(f"wrote {written}; not building, because only -t NAME starts a build "
-                  f"(ignored: {shlex.join(build_flags)})", file=sys.stderr)
+            print(f"Wrote {written} but did not build it: add -t NAME to build "
+                  f"(ignored flags: {shlex.join(build_flags)})", file=sys.stderr)
             return
 
         docker(["build", *build_flags, "-f", str(written), str(written.parent)])
@@ -92,7 +92,7 @@ def load_ipython_extension(ipython) -> None:
     ipython.register_magics(DockerMagics)
 
     # The layerlab kernel installs its own transformer, which also takes
-    # bare `docker` cells; keep that one.
+    # bare `docker` cells, so an existing one stays.
     if not _has_docker_transformer(ipython):
         install_transformer(ipython, bare_docker_lines=False)
 

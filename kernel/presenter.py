@@ -108,11 +108,11 @@ class NotebookPresenter:
         try:
             stack = Engine().layer_stack(image)
         except LayerlabError as error:
-            log.warning("cannot show the layer stack of %s: %s", image, error)
+            log.warning("failed to load the layer stack of %s: %s", image, error)
             return None
 
-        # The final stage's layers are the top of the stack; older ones came
-        # from the base image, so they are neither cached nor built here.
+        # The final stage's layers are the top of the stack. The ones below
+        # came from the base image, so this build neither cached nor ran them.
         built = stack.layers[len(stack.layers) - len(self.final_layers_cached):]
         for layer, cached in zip(built, self.final_layers_cached):
             layer.cached = cached

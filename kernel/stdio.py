@@ -22,12 +22,17 @@ CHUNK_SIZE = 65536
 
 # Seconds to wait for end-of-file after the container exits. A process that
 # outlives the container and still holds a write end (a monitor, a leaked
-# background job) would otherwise block the cell for ever.
+# background job) would otherwise block the cell for ever. NOTE: 5 s is a
+# guess, not measured against slow hosts.
 DRAIN_TIMEOUT = 5.0
 
 
 class ContainerPipes:
-    """Two pipes and one thread that copies them to `stdout` and `stderr` line by line."""
+    """Two pipes, and one thread that copies them to `stdout` and `stderr` line by line.
+
+    Lines keep their order within each stream. NOTE: across the two streams
+    the order is only as the thread reads them, as with `docker run` without a TTY.
+    """
 
     def __init__(self, stdout, stderr):
         self._targets = {}
@@ -61,7 +66,8 @@ class ContainerPipes:
 
         self._thread.join(DRAIN_TIMEOUT)
         if self._thread.is_alive():
-            log.warning("container output still open after %.0fs; stopping the copy", DRAIN_TIMEOUT)
+            log.warning("container output pipe still open %.0f s after the container exited "
+                        "(a background process may hold it); stopped copying", DRAIN_TIMEOUT)
             os.write(self._stop_write, b"x")
             self._thread.join()
 

@@ -75,7 +75,7 @@ def kernel_env(tmp_path):
 
 @pytest.fixture
 def kernelspecs(tmp_path):
-    """A KernelSpecManager that sees the layerlab kernelspec installed into a temporary prefix."""
+    """A KernelSpecManager that finds the layerlab kernelspec installed into a temporary prefix."""
     prefix = tmp_path / "prefix"
     install(prefix=str(prefix))
     return KernelSpecManager(kernel_dirs=[str(prefix / "share" / "jupyter" / "kernels")])
