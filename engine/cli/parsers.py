@@ -11,7 +11,7 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog.removeprefix('layerlab ')}: {message}" if self.prog != "layerlab" else message)
 
 
 def build_parser() -> argparse.ArgumentParser:
