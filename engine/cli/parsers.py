@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     for add in (_bootstrap, _build, _run, _images, _ps, _history, _diff, _commit, _inspect,
-                _tag, _rm, _rmi, _version, _fsck, _system, _builder):
+                _tag, _rm, _rmi, _version, _info, _fsck, _system, _builder):
         add(sub)
     _image_group(sub)
     _container_group(sub)
@@ -170,6 +170,10 @@ def _add_rmi_flags(p):
 
 def _version(sub):
     _command(sub, "version", "version", "Show the layerlab version")
+
+
+def _info(sub):
+    _command(sub, "info", "info", "Show what the host allows and which fallbacks are in use")
 
 
 def _fsck(sub):
