@@ -69,13 +69,13 @@ class ImageIndex:
             return self._find_by_id_prefix(bare, descriptors)
 
         try:
-            wanted = str(Reference.parse(name))
+            expected_name = str(Reference.parse(name))
         except InvalidArgumentError:
             if _is_hex_prefix(name):
                 return self._find_by_id_prefix(bare, descriptors)
             raise
         for descriptor in descriptors:
-            if descriptor.annotations.get(ANNOTATION_REF_NAME) == wanted:
+            if descriptor.annotations.get(ANNOTATION_REF_NAME) == expected_name:
                 return descriptor
         if _is_hex_prefix(name):
             return self._find_by_id_prefix(bare, descriptors)
@@ -109,24 +109,24 @@ class ImageIndex:
 
     def tag(self, image: Image, reference: Reference, parent: str | None = None) -> None:
         """Point `reference` at `image`; the image it named before keeps an untagged entry if nothing else names it."""
-        wanted = str(reference)
+        expected_name = str(reference)
         descriptor = image.manifest_descriptor(_image_annotations(image.id, parent))
-        descriptor.annotations[ANNOTATION_REF_NAME] = wanted
+        descriptor.annotations[ANNOTATION_REF_NAME] = expected_name
 
         def change(descriptors: list[Descriptor]) -> list[Descriptor]:
-            kept = []
+            remaining = []
             replaced = None
             for entry in descriptors:
-                if entry.annotations.get(ANNOTATION_REF_NAME) == wanted:
+                if entry.annotations.get(ANNOTATION_REF_NAME) == expected_name:
                     replaced = entry
                     continue
                 if entry.annotations.get(ANNOTATION_UNTAGGED) and entry.annotations.get(ANNOTATION_IMAGE_ID) == image.id:
                     continue
-                kept.append(entry)
-            kept.append(descriptor)
+                remaining.append(entry)
+            remaining.append(descriptor)
             if replaced is not None and replaced.annotations.get(ANNOTATION_IMAGE_ID) != image.id:
-                kept.extend(_untagged_if_orphaned(replaced, kept))
-            return kept
+                remaining.extend(_untagged_if_orphaned(replaced, remaining))
+            return remaining
 
         self.store.update_index(change)
 
@@ -142,12 +142,12 @@ class ImageIndex:
         self.store.update_index(change)
 
     def untag(self, reference: Reference) -> Descriptor:
-        wanted = str(reference)
+        expected_name = str(reference)
         removed: list[Descriptor] = []
 
         def change(descriptors: list[Descriptor]) -> list[Descriptor]:
-            removed.extend(d for d in descriptors if d.annotations.get(ANNOTATION_REF_NAME) == wanted)
-            return [d for d in descriptors if d.annotations.get(ANNOTATION_REF_NAME) != wanted]
+            removed.extend(d for d in descriptors if d.annotations.get(ANNOTATION_REF_NAME) == expected_name)
+            return [d for d in descriptors if d.annotations.get(ANNOTATION_REF_NAME) != expected_name]
 
         self.store.update_index(change)
         if not removed:
@@ -177,9 +177,9 @@ class ImageIndex:
         annotations[ANNOTATION_CACHE_KEY] = key
 
         def change(descriptors: list[Descriptor]) -> list[Descriptor]:
-            kept = [d for d in descriptors if d.annotations.get(ANNOTATION_CACHE_KEY) != key]
-            kept.append(image.manifest_descriptor(annotations))
-            return kept
+            remaining = [d for d in descriptors if d.annotations.get(ANNOTATION_CACHE_KEY) != key]
+            remaining.append(image.manifest_descriptor(annotations))
+            return remaining
 
         self.store.update_index(change)
 
@@ -224,9 +224,9 @@ def _is_listed(descriptor: Descriptor) -> bool:
     return ANNOTATION_REF_NAME in descriptor.annotations or ANNOTATION_UNTAGGED in descriptor.annotations
 
 
-def _untagged_if_orphaned(old: Descriptor, kept: list[Descriptor]) -> list[Descriptor]:
+def _untagged_if_orphaned(old: Descriptor, remaining: list[Descriptor]) -> list[Descriptor]:
     image_id = old.annotations.get(ANNOTATION_IMAGE_ID)
-    if any(d.annotations.get(ANNOTATION_IMAGE_ID) == image_id and _is_listed(d) for d in kept):
+    if any(d.annotations.get(ANNOTATION_IMAGE_ID) == image_id and _is_listed(d) for d in remaining):
         return []
     annotations = {k: v for k, v in old.annotations.items() if k != ANNOTATION_REF_NAME}
     annotations[ANNOTATION_UNTAGGED] = "true"

@@ -1,9 +1,9 @@
 """Image references, parsed and normalised as Docker does.
 
-`ubuntu` is `docker.io/library/ubuntu:latest`; `muellermich/nodejs-hello`
-is a user repository on Docker Hub; `localhost:5000/wordpress` names a
+`ubuntu` is `docker.io/library/ubuntu:latest`, and `muellermich/nodejs-hello`
+is a user repository on Docker Hub. `localhost:5000/wordpress` names a
 self-hosted registry because its first component has a port (a dot or the
-word `localhost` works too); `name@sha256:<hex>` pins a digest.
+word `localhost` works too). `name@sha256:<hex>` pins a digest.
 """
 
 from __future__ import annotations
@@ -97,6 +97,11 @@ def _split_digest(text: str) -> tuple[str, str | None]:
     name, digest = text.split("@", 1)
     if not _DIGEST.fullmatch(digest):
         raise InvalidArgumentError(f"invalid reference format: digest {digest!r} in {text!r} is not algorithm:hex")
+    algorithm, _, encoded = digest.partition(":")
+    if algorithm == "sha256" and not _HEX_ID.fullmatch(encoded):
+        raise InvalidArgumentError(
+            f"invalid reference format: digest {digest!r} in {text!r} must have 64 lowercase hex digits after sha256:"
+        )
     return name, digest
 
 

@@ -1,10 +1,10 @@
 """The image store: an OCI image layout directory.
 
-Blobs live under `blobs/sha256/<hex>`; `index.json` lists one manifest
+Blobs live under `blobs/sha256/<hex>`. `index.json` lists one manifest
 descriptor per tag (`org.opencontainers.image.ref.name`), per build-cache
 entry (`dev.layerlab.cache.key`) and per image that lost its tag
-(`dev.layerlab.untagged`), so skopeo, umoci and podman can read the store as
-it is. Every descriptor also carries the image ID and the parent image's ID
+(`dev.layerlab.untagged`). Only tags carry a reference name, so skopeo, umoci
+and podman can read the store as it is. Every descriptor also carries the image ID and the parent image's ID
 as annotations, so listing images never opens a manifest.
 
 Writes are crash-safe: a blob is written to `tmp/`, hashed while written,

@@ -1,6 +1,6 @@
 """Results of the engine's read commands, with the text Docker prints for them.
 
-Each view holds typed rows (for widgets and scripts) and renders itself as
+Each view contains typed rows (for widgets and scripts) and renders itself as
 the table Docker's CLI prints (`text()`), which the CLI shows as it is and
 the kernel uses as a widget's `text/plain` form.
 """
