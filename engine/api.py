@@ -252,5 +252,3 @@ def _kill(pid: int) -> None:
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
-
-__all__ = ["Engine", "NotFoundError"]

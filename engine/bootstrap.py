@@ -1,8 +1,8 @@
 """Base images made locally, with no registry: `busybox` and `debian:<suite>`.
 
-The root file system comes from `rootfs_builders` as one tar; it becomes a
-one-layer image whose history and labels say how it was made, as
-`docker import` of the same tar would (plus the official images' CMD).
+The root file system comes from `rootfs_builders` as one tar. It becomes a
+one-layer image whose history and labels record how it was made, as
+`docker import` of the same tar would, plus the official images' CMD.
 """
 
 from __future__ import annotations
@@ -34,25 +34,25 @@ def bootstrap(engine, name: str, *, mirror: str = "http://deb.debian.org/debian"
         tar_path = os.path.join(scratch, "rootfs.tar")
         if repository == "busybox":
             say("Building busybox from Debian's busybox-static package\n")
-            made = rootfs_builders.build_busybox_rootfs(tar_path)
+            built = rootfs_builders.build_busybox_rootfs(tar_path)
         elif repository == "debian":
             suite = reference.tag or "bookworm"
             if suite == "latest":
                 suite = "bookworm"
             say(f"Building debian:{suite} with mmdebstrap (this takes a minute or two)\n")
-            made = rootfs_builders.build_debian_rootfs(suite, tar_path, mirror=mirror)
+            built = rootfs_builders.build_debian_rootfs(suite, tar_path, mirror=mirror)
         else:
             raise InvalidArgumentError(
                 f"cannot bootstrap {name!r}: only busybox and debian:SUITE (such as debian:bookworm) can be made locally"
             )
-        image = _import_rootfs(engine, tar_path, made)
+        image = _import_rootfs(engine, tar_path, built)
 
     engine.images.tag(image, reference)
     log.info("bootstrapped %s as %s", reference, image.id)
     return image.id, reference.familiar
 
 
-def _import_rootfs(engine, tar_path: str, made: dict):
+def _import_rootfs(engine, tar_path: str, built: dict):
     with engine.store.blob_writer() as writer, open(tar_path, "rb") as source:
         while chunk := source.read(COPY_BUFFER):
             writer.write(chunk)
@@ -62,10 +62,10 @@ def _import_rootfs(engine, tar_path: str, made: dict):
     draft = ImageDraft.empty()
     draft.add_layer(digest, size)
     draft.add_history(f"/bin/sh -c #(nop) ADD file:{digest.split(':', 1)[1]} in / ", empty_layer=False,
-                      comment=f"layerlab bootstrap: {made['labels'].get('dev.layerlab.bootstrap', '')}")
-    cmd = list(made.get("cmd") or ["sh"])
+                      comment=f"layerlab bootstrap: {built['labels'].get('dev.layerlab.bootstrap', '')}")
+    cmd = list(built.get("cmd") or ["sh"])
     draft.settings["Env"] = [f"PATH={DEFAULT_PATH}"]
     draft.settings["Cmd"] = cmd
-    draft.settings["Labels"] = dict(made.get("labels") or {})
+    draft.settings["Labels"] = dict(built.get("labels") or {})
     draft.add_history(f"/bin/sh -c #(nop)  CMD {json.dumps(cmd)}", empty_layer=True)
     return write_image(engine.store, draft)

@@ -1,6 +1,6 @@
 """Container records: `containers/<id>/` with config, state and the writable layer.
 
-`config.json` holds the record and its state and is replaced atomically
+`config.json` contains the record and its state and is replaced atomically
 whenever the state changes. `upper/` and `work/` are the
 overlayfs upper and work directories, and `hosts`, `hostname` and
 `resolv.conf` are the files bind-mounted into the container's /etc.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from layerlab.engine.archive import changes as overlay_changes
 from layerlab.engine.archive import write_layer
 from layerlab.engine.containers import ContainerRecord, check_container_name, new_container_id
-from layerlab.engine.errors import ContainerError, InvalidArgumentError, LayerlabError
+from layerlab.engine.errors import ContainerError, InvalidArgumentError
 from layerlab.engine.image import DEFAULT_PATH, Image, ImageDraft, write_image
 from layerlab.engine.reference import Reference
 from layerlab.engine.views import Change, DiffView
@@ -35,7 +35,7 @@ _INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 
 @dataclass
 class RunOptions:
-    """What `run` was asked for, after flag parsing."""
+    """The options of one `run`, after flag parsing."""
 
     image: str
     command: list[str] = field(default_factory=list)
@@ -227,4 +227,3 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-__all__ = ["RunOptions", "new_record", "run_foreground", "diff", "commit", "LayerlabError"]

@@ -101,7 +101,12 @@ def disk_usage(engine) -> str:
 
 
 def host_info(engine) -> dict[str, str]:
-    cgroup = "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1 (hybrid)" if os.path.isdir("/sys/fs/cgroup/unified") else "1"
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        cgroup = "2"
+    elif os.path.isdir("/sys/fs/cgroup/unified"):
+        cgroup = "1 (hybrid)"
+    else:
+        cgroup = "1"
     return {
         "Root": engine.root,
         "Rootless": str(engine.rootless).lower(),

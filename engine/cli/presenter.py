@@ -1,4 +1,4 @@
-"""Where a command's results go: a terminal, or (in the kernel) a notebook.
+"""Presenters: the destination of a command's results, a terminal or (in the kernel) a notebook.
 
 The CLI's commands never print: they hand text, views and build events to
 a presenter. `TerminalPresenter` writes them to stdout and stderr; the
