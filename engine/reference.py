@@ -43,6 +43,10 @@ class Reference:
         """Parse `text` and fill in Docker's defaults (registry, `library/`, `latest`)."""
         if not text or text != text.strip():
             raise InvalidArgumentError(f"invalid reference format: {text!r} is empty or has spaces")
+        if _HEX_ID.fullmatch(text):
+            raise InvalidArgumentError(
+                f"invalid repository name ({text}): a 64-digit hex string is an image ID, not a name"
+            )
 
         name, digest = _split_digest(text)
         name, tag = _split_tag(name, text)
