@@ -55,6 +55,7 @@ def prepare_rootfs(spec):
     mount_overlay(spec.rootfs, root)
 
     bind_etc_files(root, spec.etc_files)
+    mount_extra(root, spec.mounts)
     mount_proc(ensure_mountpoint(root, "/proc"))
     mount_dev(ensure_mountpoint(root, "/dev"))
     mount_sys(ensure_mountpoint(root, "/sys"), spec.network, spec.privileged)
@@ -70,6 +71,20 @@ def bind_etc_files(root, etc_files):
     for container_path, host_path in etc_files.items():
         target = ensure_mountpoint(root, container_path, directory=False)
         syscalls.mount(host_path, target, None, syscalls.MS_BIND)
+
+
+def mount_extra(root, mounts):
+    """Mount each of the spec's extra bind and tmpfs mounts; a read-only bind is remounted read-only."""
+    for extra in mounts:
+        if extra.type == "tmpfs":
+            target = ensure_mountpoint(root, extra.target)
+            flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | (syscalls.MS_RDONLY if extra.readonly else 0)
+            syscalls.mount("tmpfs", target, "tmpfs", flags, extra.options or None)
+            continue
+        target = ensure_mountpoint(root, extra.target, directory=os.path.isdir(extra.source))
+        syscalls.mount(extra.source, target, None, syscalls.MS_BIND | syscalls.MS_REC)
+        if extra.readonly:
+            syscalls.mount(None, target, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
 
 
 def mount_proc(path):

@@ -24,6 +24,17 @@ class ProcessSpec:
 
 
 @dataclass
+class Mount:
+    """An extra mount in the container, such as a build step's cache, bind or secret mount."""
+
+    type: str  # "bind" or "tmpfs"
+    target: str  # absolute path inside the container
+    source: str = ""  # host path for "bind"
+    readonly: bool = False
+    options: str = ""  # file system data for "tmpfs", such as "size=64m"
+
+
+@dataclass
 class ContainerSpec:
     """Everything `start` needs to create and run one container."""
 
@@ -38,3 +49,4 @@ class ContainerSpec:
     cap_drop: tuple[str, ...] = ()
     privileged: bool = False
     no_new_privileges: bool = False  # Docker's --security-opt no-new-privileges
+    mounts: list[Mount] = field(default_factory=list)  # mounted in order, after etc_files
