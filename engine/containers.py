@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import secrets
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 
@@ -22,6 +21,7 @@ from layerlab.engine.errors import AlreadyExistsError, ConflictError, InvalidArg
 from layerlab.engine.humanize import human_duration
 from layerlab.engine.image import parse_rfc3339
 from layerlab.engine.locking import file_lock
+from layerlab.engine.rootless import remove_tree
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +145,13 @@ class ContainerStore:
         # Rename first so a crash half-way through rmtree leaves no half container listed.
         doomed = tempfile.mkdtemp(prefix=".remove-", dir=self.root)
         os.rename(record.path, os.path.join(doomed, record.id))
-        shutil.rmtree(doomed, ignore_errors=True)
+        remove_tree(doomed)
 
     def remove_partial(self) -> int:
         removed = 0
         for name in os.listdir(self.root):
             if name.startswith("."):
-                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+                remove_tree(os.path.join(self.root, name))
                 removed += 1
         return removed
 

@@ -8,12 +8,11 @@ import os
 import shlex
 from dataclasses import dataclass, field
 
-from layerlab.engine.archive import changes as overlay_changes
-from layerlab.engine.archive import write_layer
 from layerlab.engine.containers import ContainerRecord, check_container_name, new_container_id
 from layerlab.engine.errors import ContainerError, InvalidArgumentError
 from layerlab.engine.image import DEFAULT_PATH, Image, ImageDraft, write_image
 from layerlab.engine.reference import Reference
+from layerlab.engine.rootless import changes_as_root, write_layer_as_root
 from layerlab.engine.views import Change, DiffView
 
 log = logging.getLogger(__name__)
@@ -164,7 +163,8 @@ def run_foreground(engine, record: ContainerRecord, stdout=None, stderr=None) ->
 
     spec = container_spec(record)
     try:
-        container = runtime.start(spec, stdout=stdout, stderr=stderr)
+        # A foreground container dies with the command that waits for it, even one killed with SIGKILL.
+        container = runtime.start(spec, stdout=stdout, stderr=stderr, kill_with_parent=True)
     except ContainerError as error:
         _record_exit(engine, record, getattr(error, "exit_code", 125) or 125, str(error))
         raise
@@ -195,7 +195,7 @@ def _record_exit(engine, record: ContainerRecord, status: int, error: str) -> No
 
 def diff(record: ContainerRecord) -> DiffView:
     lowerdirs = record.lowerdirs[1:] if record.lowerdirs else []
-    found = overlay_changes(record.upperdir, lowerdirs)
+    found = changes_as_root(record.upperdir, lowerdirs)
     return DiffView([Change(change.kind, change.path) for change in found])
 
 
@@ -206,7 +206,7 @@ def commit(engine, record: ContainerRecord, reference: str | None, *, message: s
     draft = ImageDraft.from_image(base)
 
     with engine.store.blob_writer(hashed_by_caller=True) as writer:
-        info = write_layer(record.upperdir, writer)
+        info = write_layer_as_root(record.upperdir, writer)
         writer.commit(info.digest)
     draft.add_layer(info.digest, info.size)
     draft.add_history(shlex.join(record.args) if record.args else "", empty_layer=False, comment=message, author=author)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 
-from layerlab.engine.archive import extract_layer
 from layerlab.engine.digest import hex_part
 from layerlab.engine.image import Image
 from layerlab.engine.locking import file_lock
+from layerlab.engine.rootless import extract_layer_as_root, remove_tree
 from layerlab.engine.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ class Snapshots:
         target = os.path.dirname(self.path(chain_id))
         with file_lock(self._lock_path(chain_id)):
             if self.exists(chain_id):
-                shutil.rmtree(directory, ignore_errors=True)
+                remove_tree(directory)
                 return
             staging = tempfile.mkdtemp(prefix=".adopt-", dir=self.root)
             os.rename(directory, os.path.join(staging, "fs"))
@@ -60,7 +59,7 @@ class Snapshots:
     def remove(self, chain_id: str) -> None:
         target = os.path.dirname(self.path(chain_id))
         with file_lock(self._lock_path(chain_id)):
-            shutil.rmtree(target, ignore_errors=True)
+            remove_tree(target)
 
     def chain_ids(self) -> list[str]:
         return [f"sha256:{name}" for name in os.listdir(self.root) if not name.startswith(".")]
@@ -70,7 +69,7 @@ class Snapshots:
         removed = 0
         for name in os.listdir(self.root):
             if name.startswith("."):
-                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+                remove_tree(os.path.join(self.root, name))
                 removed += 1
         return removed
 
@@ -84,10 +83,12 @@ class Snapshots:
                 fs = os.path.join(staging, "fs")
                 os.mkdir(fs, 0o755)
                 with self.store.open_blob(layer_digest) as blob:
-                    extract_layer(blob, fs, userns=self.userns)
+                    # As an ordinary user this runs in a user namespace, so
+                    # the files get the owners that the layer records.
+                    extract_layer_as_root(blob, fs, userns=self.userns)
                 os.rename(staging, os.path.dirname(self.path(chain_id)))
             except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
+                remove_tree(staging)
                 raise
 
     def _lock_path(self, chain_id: str) -> str:

@@ -9,10 +9,11 @@ import logging
 import os
 import signal
 
-from layerlab.engine.errors import InvalidArgumentError
+from layerlab.engine.errors import ContainerError, InvalidArgumentError
 from layerlab.engine.runtime import syscalls
 from layerlab.engine.runtime.child_errors import receive_error, send_error
 from layerlab.engine.runtime.process import init_container
+from layerlab.engine.runtime.userns import MappingHandshake, host_mapping, needs_user_namespace
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,9 @@ def start(spec, stdin=None, stdout=None, stderr=None, *, kill_with_parent=False)
     one that cannot be executed, as in Docker.
     """
     _validate(spec)
+    if needs_user_namespace():
+        return _start_in_user_namespace(spec, (stdin, stdout, stderr), kill_with_parent)
+
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
 
     pid = fork_into_new_pid_namespace()
@@ -122,6 +126,90 @@ def _run_child(spec, stdio, kill_with_parent, read_fd, write_fd):
         exit_code = getattr(error, "exit_code", 125)
         try:
             send_error(write_fd, error)
+        except BaseException:
+            pass
+    finally:
+        os._exit(exit_code)
+
+
+def _start_in_user_namespace(spec, stdio, kill_with_parent):
+    """Start the container as an ordinary user: a user namespace first, then the others inside it.
+
+    Only a process inside the new user namespace may create the PID
+    namespace, so an intermediate child unshares the user namespace, waits
+    for its maps, unshares CLONE_NEWPID and forks the container's init,
+    then exits. While it runs the launcher is a child subreaper, so the
+    orphaned init becomes the launcher's child and `Container.wait` can
+    reap it as in the root path.
+    """
+    mapping = host_mapping()
+    handshake = MappingHandshake()
+    error_read, error_write = os.pipe2(os.O_CLOEXEC)
+    pid_read, pid_write = os.pipe2(os.O_CLOEXEC)
+
+    was_subreaper = syscalls.get_child_subreaper()
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        intermediate = os.fork()
+        if intermediate == 0:
+            _run_intermediate(spec, stdio, kill_with_parent, handshake, (error_read, error_write), (pid_read, pid_write))
+
+        os.close(error_write)
+        os.close(pid_write)
+        try:
+            handshake.map(intermediate, mapping)
+            text = os.read(pid_read, 32)
+        finally:
+            os.close(pid_read)
+            # The init is reparented to this process when the intermediate
+            # exits, so reap the intermediate before clearing the flag.
+            os.waitpid(intermediate, 0)
+    except BaseException:
+        os.close(error_read)
+        raise
+    finally:
+        if not was_subreaper:
+            syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 0)
+
+    error = receive_error(error_read)
+    pid = int(text) if text else 0
+    if error is not None:
+        if pid:
+            os.waitpid(pid, 0)
+        log.info("container %s failed to start: %s", spec.id, error)
+        raise error
+    if not pid:
+        raise ContainerError(f"container {spec.id}: the process that creates its namespaces exited without starting it")
+
+    log.info("started container %s as pid %d in a user namespace (%s)", spec.id, pid, mapping.describe())
+    return Container(spec.id, pid)
+
+
+def _run_intermediate(spec, stdio, kill_with_parent, handshake, error_pipe, pid_pipe):
+    # Runs in the forked intermediate and never returns.
+    error_read, error_write = error_pipe
+    pid_read, pid_write = pid_pipe
+    exit_code = 0
+    try:
+        os.close(pid_read)
+        handshake.enter()
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+
+        # The init waits on this pipe for the intermediate to exit, so it is
+        # already the launcher's child when init_container sets PR_SET_PDEATHSIG.
+        exited_read, exited_write = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(pid_write)
+            os.close(exited_write)
+            os.read(exited_read, 1)
+            os.close(exited_read)
+            _run_child(spec, stdio, kill_with_parent, error_read, error_write)
+        os.write(pid_write, str(pid).encode())
+    except BaseException as error:
+        exit_code = 125
+        try:
+            send_error(error_write, error)
         except BaseException:
             pass
     finally:

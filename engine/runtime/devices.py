@@ -71,10 +71,15 @@ def _mount_devpts(path):
     # ptmxmode=0666 lets any user open /dev/ptmx, and gid=5 is the tty group
     # in Debian-derived images, as Docker sets it. No set-user-ID programs and
     # no executables belong on a devpts.
-    syscalls.mount(
-        "devpts", path, "devpts", syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
-        "newinstance,ptmxmode=0666,mode=0620,gid=5",
-    )
+    flags = syscalls.MS_NOSUID | syscalls.MS_NOEXEC
+    try:
+        syscalls.mount("devpts", path, "devpts", flags, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    except syscalls.SyscallError as error:
+        # In a user namespace that maps only id 0, gid 5 does not exist.
+        if error.errno != errno.EINVAL:
+            raise
+        log.debug("devpts rejected gid=5 (%s); mounting it without a tty group", error)
+        syscalls.mount("devpts", path, "devpts", flags, "newinstance,ptmxmode=0666,mode=0620")
 
 
 def _mount_shm(path):

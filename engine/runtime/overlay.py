@@ -7,6 +7,7 @@ import os
 from layerlab.engine.errors import ContainerError
 from layerlab.engine.runtime import syscalls
 from layerlab.engine.runtime.rundir import runtime_dir
+from layerlab.engine.runtime.userns import in_user_namespace
 
 log = logging.getLogger(__name__)
 
@@ -29,23 +30,30 @@ def mount_overlay(rootfs, target):
     each string at most 255 bytes), and mount(2) with relative paths, whose
     options must fit in one page. The first two take any number of layers.
     May change the working directory, which a forked child can afford.
+
+    Inside a user namespace the mount gets `userxattr` (Linux 5.11+), so
+    overlayfs keeps its opaque markers in `user.overlay.*` xattrs, because
+    `trusted.*` ones need CAP_SYS_ADMIN in the initial namespace.
     """
     lowerdirs = list(rootfs.lowerdirs) or [runtime_dir("empty")]
+    userxattr = in_user_namespace()
     for configure in (_configure_by_fd, _configure_by_path):
         try:
-            _mount_with_fsconfig(configure, lowerdirs, rootfs.upperdir, rootfs.workdir, target)
+            _mount_with_fsconfig(configure, lowerdirs, rootfs.upperdir, rootfs.workdir, target, userxattr)
             return
         except _KeyUnsupported:
             log.debug("overlay: %s is not supported by this kernel", configure.__name__)
-    _mount_with_options(lowerdirs, rootfs.upperdir, rootfs.workdir, target)
+    _mount_with_options(lowerdirs, rootfs.upperdir, rootfs.workdir, target, userxattr)
 
 
-def _mount_with_fsconfig(configure, lowerdirs, upperdir, workdir, target):
+def _mount_with_fsconfig(configure, lowerdirs, upperdir, workdir, target, userxattr):
     context = syscalls.fsopen("overlay")
     try:
         # The source is what mount(8) and /proc/self/mountinfo show, as with mount(2).
         syscalls.fsconfig(context, syscalls.FSCONFIG_SET_STRING, "source", "overlay")
         configure(context, [("lowerdir+", path) for path in lowerdirs] + [("upperdir", upperdir), ("workdir", workdir)])
+        if userxattr:
+            syscalls.fsconfig(context, syscalls.FSCONFIG_SET_FLAG, "userxattr")
         syscalls.fsconfig(context, syscalls.FSCONFIG_CMD_CREATE)
 
         mount_fd = syscalls.fsmount(context)
@@ -95,7 +103,7 @@ def _configure_by_path(context, layers):
         _set_first_supported(context, syscalls.FSCONFIG_SET_STRING, key, path, 0, index == 0)
 
 
-def _mount_with_options(lowerdirs, upperdir, workdir, target):
+def _mount_with_options(lowerdirs, upperdir, workdir, target, userxattr):
     # Paths relative to the deepest common directory keep the options short,
     # as Docker's overlay2 driver does with its short link names. Changing
     # directory is safe because this runs in a forked child.
@@ -108,6 +116,8 @@ def _mount_with_options(lowerdirs, upperdir, workdir, target):
             raise ContainerError(f"overlay layer path {path!r} under {base} contains ':' or ','; mount(2) cannot pass it")
 
     options = f"lowerdir={':'.join(relative[:-2])},upperdir={relative[-2]},workdir={relative[-1]}"
+    if userxattr:
+        options += ",userxattr"
     if len(options) > _MOUNT_DATA_MAX:
         raise ContainerError(
             f"overlay options for {len(lowerdirs)} layers are {len(options)} bytes, more than mount(2) "

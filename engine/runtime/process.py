@@ -15,6 +15,7 @@ import stat
 from layerlab.engine.errors import ContainerError
 from layerlab.engine.runtime import capabilities, rootfs, syscalls
 from layerlab.engine.runtime.users import resolve_user, user_env
+from layerlab.engine.runtime.userns import setgroups_allowed
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,22 @@ def _switch_user(exec_user, mask):
     capabilities.drop_bounding_set(mask)
     capabilities.clear_ambient()
 
-    os.setgroups(exec_user.groups)
-    os.setgid(exec_user.gid)
-    os.setuid(exec_user.uid)
+    if setgroups_allowed():
+        os.setgroups(exec_user.groups)
+    else:
+        # A user namespace with a single-id map denies setgroups(2), so the
+        # process keeps the launcher's groups, which show as unmapped ids.
+        log.debug("setgroups is denied in this user namespace; not setting groups %s", exec_user.groups)
+    try:
+        os.setgid(exec_user.gid)
+        os.setuid(exec_user.uid)
+    except OSError as error:
+        if error.errno != errno.EINVAL:
+            raise
+        raise ContainerError(
+            f"cannot switch to uid {exec_user.uid} gid {exec_user.gid}: the id is not mapped in this user "
+            "namespace; add a range for your user to /etc/subuid and /etc/subgid, or run as root"
+        ) from None
     capabilities.set_process_capabilities(mask, exec_user.uid)
 
 

@@ -11,17 +11,21 @@ import os
 import stat
 
 from layerlab.engine.errors import ContainerError
+from layerlab.engine.runtime.userns import host_uid
 
 log = logging.getLogger(__name__)
 
 
 def _base_dir():
-    if os.geteuid() == 0 and os.path.isdir("/run"):
+    # A rootless container's child is uid 0 in its user namespace, but it
+    # must use the same directory as the ordinary user who launched it.
+    uid = host_uid()
+    if uid == 0 and os.path.isdir("/run"):
         return "/run/layerlab"
     runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
     if runtime_dir:
         return os.path.join(runtime_dir, "layerlab")
-    return os.path.join(os.environ.get("TMPDIR", "/tmp"), f"layerlab-{os.geteuid()}")
+    return os.path.join(os.environ.get("TMPDIR", "/tmp"), f"layerlab-{uid}")
 
 
 def _ensure_private_dir(path):

@@ -59,6 +59,8 @@ PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 
 # <linux/capability.h>
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -212,6 +214,15 @@ def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
     if result < 0:
         _raise_errno(f"prctl({option}, {arg2}, {arg3}, {arg4}, {arg5})")
     return result
+
+
+def get_child_subreaper():
+    """Return True when the calling process is a child subreaper (PR_GET_CHILD_SUBREAPER)."""
+    value = ctypes.c_int(0)
+    if _libc.prctl(ctypes.c_int(PR_GET_CHILD_SUBREAPER), ctypes.byref(value), ctypes.c_ulong(0),
+                   ctypes.c_ulong(0), ctypes.c_ulong(0)) < 0:
+        _raise_errno("prctl(PR_GET_CHILD_SUBREAPER)")
+    return bool(value.value)
 
 
 def capget():
