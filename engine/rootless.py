@@ -44,10 +44,10 @@ def extract_layer_as_root(fileobj: BinaryIO, dest_dir: str, *, userns: bool) -> 
     _call(lambda: extract_layer(fileobj, dest_dir, userns=userns))
 
 
-def write_layer_as_root(upper_dir: str, fileobj: BinaryIO) -> LayerInfo:
+def write_layer_as_root(upper_dir: str, fileobj: BinaryIO, *, source_date_epoch: int | None = None) -> LayerInfo:
     """Write `upper_dir` as a layer tar to `fileobj`, with owners as the container sees them."""
     if not _rootless():
-        return write_layer(upper_dir, fileobj)
+        return write_layer(upper_dir, fileobj, source_date_epoch=source_date_epoch)
 
     # The child writes the tar into a pipe and hashes it. This process
     # copies the bytes into `fileobj`, so the layer is hashed once.
@@ -56,7 +56,7 @@ def write_layer_as_root(upper_dir: str, fileobj: BinaryIO) -> LayerInfo:
     def write_in_child():
         os.close(read_fd)
         with open(write_fd, "wb", buffering=COPY_BUFFER_SIZE) as stream:
-            return write_layer(upper_dir, stream)
+            return write_layer(upper_dir, stream, source_date_epoch=source_date_epoch)
 
     def copy_in_parent():
         os.close(write_fd)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-import shutil
 import tempfile
 
-from layerlab.engine.archive import write_layer
 from layerlab.engine.build import events
 from layerlab.engine.build.context import Source
 from layerlab.engine.build.copy import CopyPlan, copy_into_root
@@ -22,6 +20,7 @@ from layerlab.engine.digest import chain_ids
 from layerlab.engine.errors import BuildStepError, DockerfileError
 from layerlab.engine.image import DEFAULT_PATH, Image
 from layerlab.engine.lifecycle import init_layer, write_etc_files
+from layerlab.engine.rootless import remove_tree, write_layer_as_root
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class Scratch:
         os.mkdir(self.work, 0o700)
 
     def close(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        remove_tree(self.path)
 
 
 def _rootfs(run, state, scratch: Scratch):
@@ -59,7 +58,7 @@ def commit_upper(run, draft, scratch: Scratch, created_by: str, *, keep_empty: b
         return run.write(draft)
 
     with run.engine.store.blob_writer(hashed_by_caller=True) as writer:
-        info = write_layer(scratch.upper, writer)
+        info = write_layer_as_root(scratch.upper, writer)
         writer.commit(info.digest)
     draft.add_layer(info.digest, info.size)
     draft.add_history(created_by, empty_layer=False)
