@@ -1,0 +1,270 @@
+"""Push an image from the store to a registry.
+
+Layers are gzip-compressed on the way out, because the store keeps them
+uncompressed and registries and Docker expect compressed layers. Before
+compressing, a push asks the registry (`HEAD`) for every compressed digest
+recorded for that layer, and tries a cross-repository mount from a sibling
+repository on the same registry; only a layer the registry lacks is
+compressed and uploaded. Uploads are monolithic (one `PUT`) up to
+`chunk_size` and chunked (`PATCH` per chunk, then `PUT`) above it; a
+failed chunk is resumed from the offset the registry reports. The config
+is pushed byte for byte, so the registry's image ID is the store's.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import tempfile
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from layerlab.engine.digest import short_id
+from layerlab.engine.errors import InvalidArgumentError
+from layerlab.engine.reference import Reference
+from layerlab.engine.registry.blobinfo import BlobInfo, CompressedBlob
+from layerlab.engine.registry.client import RegistryClient, RegistryError
+from layerlab.engine.registry.manifests import OCI_MANIFEST
+
+log = logging.getLogger(__name__)
+
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DEFAULT_CHUNK_SIZE = 16 << 20
+# gzip's default level (6), as Docker uses; isal or zstd would be faster, see DESIGN "Speed".
+GZIP_LEVEL = 6
+CHUNK_RETRIES = 3
+COPY_BUFFER = 1 << 20
+
+
+@dataclass
+class PushResult:
+    reference: Reference
+    manifest_digest: str
+    manifest_size: int
+
+
+def push(engine, name: str, *, progress: Callable[[str], None] | None = None,
+         chunk_size: int = DEFAULT_CHUNK_SIZE, client: RegistryClient | None = None) -> PushResult:
+    """Push the image tagged `name` to the registry its reference names; return the manifest digest."""
+    reference = Reference.parse(name)
+    if reference.digest:
+        raise InvalidArgumentError(f"cannot push {name!r} by digest: push a tag such as {reference.name}:latest")
+    if chunk_size <= 0:
+        raise InvalidArgumentError(f"chunk size {chunk_size} must be a positive number of bytes")
+    image = engine.images.resolve(name)
+    client = client or RegistryClient(reference.registry, root=engine.root)
+    client.add_scope(reference.repository, "pull,push")
+    say = progress or (lambda text: None)
+    try:
+        uploader = _Uploader(engine, client, reference, chunk_size, say)
+        return uploader.push_image(image)
+    finally:
+        client.close()
+
+
+class _Uploader:
+    def __init__(self, engine, client: RegistryClient, reference: Reference, chunk_size: int, say):
+        self.engine = engine
+        self.client = client
+        self.reference = reference
+        self.repository = reference.repository
+        self.chunk_size = chunk_size
+        self.say = say
+        self.blob_info = BlobInfo(engine.store)
+
+    def push_image(self, image) -> PushResult:
+        self.say(f"The push refers to repository [{self.reference.name}]\n")
+        layers = []
+        # Docker prints the top layer first; the order of uploads does not matter to the registry.
+        for layer in image.layers:
+            layers.append(self._push_layer(layer.digest))
+
+        config_bytes = self.engine.store.read_blob(image.id)
+        if not self._exists(image.id):
+            with open(self.engine.store.blob_path(image.id), "rb") as config:
+                self._upload(self._start_upload(), config, image.id, len(config_bytes))
+
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": image.id, "size": len(config_bytes)},
+            "layers": layers,
+        }
+        data = json.dumps(manifest, indent=3).encode()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        response = self.client.request(
+            "PUT", f"/v2/{self.repository}/manifests/{self.reference.tag}",
+            headers={"Content-Type": OCI_MANIFEST, "Content-Length": str(len(data))}, body=data, expect=(201, 200),
+        )
+        response.read()
+        answered = response.getheader("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise RegistryError(f"{self.reference.registry} stored the manifest as {answered}, not {digest}")
+        self.say(f"{self.reference.tag}: digest: {digest} size: {len(data)}\n")
+        log.info("pushed %s as %s", self.reference, digest)
+        return PushResult(self.reference, digest, len(data))
+
+    # Layers
+
+    def _push_layer(self, diff_id: str) -> dict:
+        short = short_id(diff_id)
+        self.say(f"{short}: Preparing\n")
+        registry = self.reference.registry
+        known = self.blob_info.known(diff_id, registry)
+
+        for blob in known:
+            if blob.repository == self.repository and self._exists(blob.digest):
+                self.say(f"{short}: Layer already exists\n")
+                return _descriptor(blob)
+        upload_url = None
+        for blob in known:
+            if blob.repository == self.repository:
+                continue
+            mounted, upload_url = self._try_mount(blob)
+            if mounted:
+                self.say(f"{short}: Mounted from {blob.repository}\n")
+                self._remember(diff_id, blob)
+                return _descriptor(blob)
+
+        with tempfile.TemporaryFile(dir=self.engine.store.tmp_dir) as compressed:
+            digest, size = _gzip_blob(self.engine.store, diff_id, compressed)
+            blob = CompressedBlob(digest, size, OCI_LAYER_GZIP, registry, self.repository)
+            if self._exists(digest):
+                self.say(f"{short}: Layer already exists\n")
+            else:
+                self.say(f"{short}: Pushing\n")
+                self._upload(upload_url or self._start_upload(), compressed, digest, size)
+                self.say(f"{short}: Pushed\n")
+        self._remember(diff_id, blob)
+        return _descriptor(blob)
+
+    def _remember(self, diff_id: str, blob: CompressedBlob) -> None:
+        mine = CompressedBlob(blob.digest, blob.size, blob.media_type, self.reference.registry, self.repository)
+        self.blob_info.remember(diff_id, mine)
+
+    def _exists(self, digest: str) -> bool:
+        response = self.client.request("HEAD", f"/v2/{self.repository}/blobs/{digest}", allow_missing=True)
+        if response is None:
+            return False
+        response.read()
+        return True
+
+    def _try_mount(self, blob: CompressedBlob) -> tuple[bool, str | None]:
+        """Ask the registry to mount `blob` from its repository; return (mounted, upload URL if it began one)."""
+        self.client.add_scope(blob.repository, "pull")
+        query = urllib.parse.urlencode({"mount": blob.digest, "from": blob.repository})
+        try:
+            response = self.client.request("POST", f"/v2/{self.repository}/blobs/uploads/?{query}",
+                                           headers={"Content-Length": "0"}, body=b"", expect=(201, 202))
+        except RegistryError as error:
+            log.debug("mount of %s from %s failed: %s", blob.digest, blob.repository, error)
+            return False, None
+        response.read()
+        if response.status == 201:
+            return True, None
+        # 202: the registry could not mount and opened an ordinary upload instead.
+        return False, self._location(response)
+
+    # Uploads
+
+    def _start_upload(self) -> str:
+        response = self.client.request("POST", f"/v2/{self.repository}/blobs/uploads/",
+                                       headers={"Content-Length": "0"}, body=b"", expect=(202,))
+        response.read()
+        return self._location(response)
+
+    def _location(self, response) -> str:
+        location = response.getheader("Location")
+        if not location:
+            raise RegistryError(f"{self.reference.registry} started an upload but sent no Location header")
+        return urllib.parse.urljoin(self.client.base_url + "/", location)
+
+    def _upload(self, url: str, source, digest: str, size: int) -> None:
+        source.seek(0)
+        if size > self.chunk_size:
+            url = self._upload_chunks(url, source, size)
+            body, length = b"", 0
+        else:
+            body, length = source, size
+        response = self.client.request(
+            "PUT", _with_query(url, {"digest": digest}),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
+            body=body, expect=(201, 204),
+        )
+        response.read()
+
+    def _upload_chunks(self, url: str, source, size: int) -> str:
+        offset = 0
+        failures = 0
+        while offset < size:
+            source.seek(offset)
+            chunk = source.read(self.chunk_size)
+            end = offset + len(chunk) - 1
+            try:
+                response = self.client.request(
+                    "PATCH", url, body=chunk, expect=(202,),
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
+                             "Content-Range": f"{offset}-{end}"},
+                )
+                response.read()
+                url = self._location(response)
+                offset = end + 1
+            except RegistryError as error:
+                failures += 1
+                if failures > CHUNK_RETRIES:
+                    raise
+                log.warning("chunk %d-%d of an upload to %s failed (%s); resuming", offset, end,
+                            self.reference.registry, error)
+                offset = self._upload_offset(url)
+        return url
+
+    def _upload_offset(self, url: str) -> int:
+        """Ask the registry how many bytes of an upload it has, for resuming (`Range: 0-N`)."""
+        response = self.client.request("GET", url, expect=(204,))
+        response.read()
+        received = response.getheader("Range", "")
+        _, _, last = received.partition("-")
+        return int(last) + 1 if last.isdigit() else 0
+
+
+def _descriptor(blob: CompressedBlob) -> dict:
+    return {"mediaType": blob.media_type, "digest": blob.digest, "size": blob.size}
+
+
+def _gzip_blob(store, diff_id: str, target) -> tuple[str, int]:
+    """Write the gzip of a stored layer to `target`; return the compressed digest and size."""
+    hashing = _HashingFile(target)
+    # mtime=0 and no file name make the output depend on the layer only, so pushes repeat.
+    with store.open_blob(diff_id) as layer, gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0,
+                                                          compresslevel=GZIP_LEVEL, filename="") as zipped:
+        while chunk := layer.read(COPY_BUFFER):
+            zipped.write(chunk)
+    target.flush()
+    return "sha256:" + hashing.hash.hexdigest(), hashing.size
+
+
+class _HashingFile:
+    def __init__(self, target):
+        self.target = target
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.target.write(data)
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    return url + ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
+
+
+__all__ = ["push", "PushResult", "DEFAULT_CHUNK_SIZE"]
