@@ -99,7 +99,8 @@ def _run_container(run, spec) -> tuple[int, list[str]]:
     read_fd, write_fd = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY)
     try:
-        container = runtime.start(spec, stdin=null, stdout=write_fd, stderr=write_fd)
+        # The build container dies with the build, even when the build is killed with SIGKILL.
+        container = runtime.start(spec, stdin=null, stdout=write_fd, stderr=write_fd, kill_with_parent=True)
     finally:
         os.close(write_fd)
         os.close(null)
