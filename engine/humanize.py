@@ -20,7 +20,7 @@ def human_duration(seconds: float) -> str:
     """Format an elapsed time as go-units' HumanDuration does: `2 minutes`, `About an hour`."""
     if seconds < 1:
         return "Less than a second"
-    if seconds == 1:
+    if int(seconds) == 1:
         return "1 second"
     if seconds < 60:
         return f"{int(seconds)} seconds"
