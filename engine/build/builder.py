@@ -21,23 +21,17 @@ from dataclasses import dataclass
 from layerlab.engine.build import events
 from layerlab.engine.build.context import BuildContext
 from layerlab.engine.build.state import BuildRequest, StageState
-from layerlab.engine.build.steps import plan_step
+from layerlab.engine.build import records
+from layerlab.engine.build.steps import PREDEFINED_ARGS, plan_step
 from layerlab.engine.dockerfile import parse
 from layerlab.engine.dockerfile.expansion import EXPANDING_KEYWORDS
 from layerlab.engine.errors import DockerfileError, NotFoundError
-from layerlab.engine.image import Image, ImageDraft, load_image, write_image
+from layerlab.engine.image import Image, ImageDraft, host_architecture, load_image, write_image
 from layerlab.engine.images import SCRATCH
 from layerlab.engine.reference import Reference
 from layerlab.engine.views import BuildSummary, StepRecord
 
 log = logging.getLogger(__name__)
-
-# Build args that every Dockerfile may use without declaring them (the proxy variables).
-PREDEFINED_ARGS = {
-    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
-    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
-}
-
 
 @dataclass
 class BuildResult:
@@ -73,8 +67,11 @@ class BuildRun:
         self.layer_sizes: dict[str, int] = {}
         self.stage_set_cmd = False
         self.records: list[StepRecord] = []
-        self.meta_args: dict[str, str] = {}
+        self.meta_args: dict[str, str] = _platform_args()
         self.used_build_args: set[str] = set()
+        self.built: dict[str, Image | None] = {}
+        self.source_date_epoch = _source_date_epoch()
+        self.records_dir = os.path.join(self.engine.root, "build-records")
 
     def emit(self, event) -> None:
         if self._on_event is not None:
@@ -91,6 +88,20 @@ class BuildRun:
             return value if value is not None else default
         return default
 
+    def stage_image(self, name: str, where: dict) -> Image | None:
+        """Return the image of an earlier stage (by name or index) or of an image in the store."""
+        if name.lower() in self.built:
+            return self.built[name.lower()]
+        if name == SCRATCH:
+            return None
+        if any(stage.name == name.lower() for stage in self.dockerfile.stages):
+            raise DockerfileError(f"stage {name!r} is defined later in the Dockerfile: move it above this line",
+                                  **where)
+        try:
+            return self.engine.images.resolve(name)
+        except NotFoundError as error:
+            raise DockerfileError(str(error), **where) from None
+
     def execute(self) -> BuildResult:
         started = time.monotonic()
         stages = self._stages_to_build()
@@ -104,13 +115,12 @@ class BuildRun:
                     self.meta_args[pair.key] = value
             self.emit(events.StepDone(self.index, instruction.original, "", True, 0.0, None))
 
-        built: dict[str, Image | None] = {}
         state = None
         for stage in stages:
-            state = self._build_stage(stage, built, total)
-            built[str(stage.index)] = state.image
+            state = self._build_stage(stage, self.built, total)
+            self.built[str(stage.index)] = state.image
             if stage.name:
-                built[stage.name] = state.image
+                self.built[stage.name.lower()] = state.image
 
         if state is None or state.image is None:
             raise DockerfileError("the build produced no image: add an instruction after FROM scratch",
@@ -136,6 +146,7 @@ class BuildRun:
         state = StageState(self._base_image(from_instruction, built))
         self.stage_set_cmd = False
         self.emit(events.StepDone(self.index, stage.from_instruction.original, state.image_id, True, 0.0, None))
+        self._run_onbuild_triggers(state)
 
         for instruction in stage.instructions:
             self._step_start(total, instruction)
@@ -154,41 +165,68 @@ class BuildRun:
             raise DockerfileError(str(error), path=self.dockerfile_path, line=from_instruction.line,
                                   instruction="FROM") from None
 
+    def _run_onbuild_triggers(self, state: StageState) -> None:
+        """Run the base image's ONBUILD triggers right after FROM, as Docker does."""
+        triggers = list(state.settings().get("OnBuild") or [])
+        if not triggers:
+            return
+        state.clear_onbuild = True
+        self.emit(events.OutputLine(self.index, f"# Executing {len(triggers)} build trigger"
+                                                f"{'s' if len(triggers) > 1 else ''}"))
+        for trigger in triggers:
+            parsed = parse(f"FROM scratch\n{trigger}\n", path=f"{self.dockerfile_path} (ONBUILD of the base image)")
+            instruction = parsed.stages[0].instructions[0]
+            if instruction.keyword in ("ONBUILD", "FROM", "MAINTAINER"):
+                raise DockerfileError(f"{instruction.keyword} is not allowed as an ONBUILD trigger",
+                                      path=self.dockerfile_path, instruction="ONBUILD")
+            self._run_instruction(state, instruction)
+
     def _run_instruction(self, state: StageState, instruction) -> None:
         started = time.monotonic()
+        original = instruction.original
         if instruction.keyword in EXPANDING_KEYWORDS:
             instruction = instruction.expanded(state.expansion_env(), self.dockerfile.escape)
         if instruction.keyword == "CMD":
             self.stage_set_cmd = True
 
         step = plan_step(self, state, instruction)
-        key = _cache_key(state.image_id, step.created_by, step.cache_extra)
-        cached = None if self.request.no_cache else self.cache.get(key)
+        try:
+            key = _cache_key(state.image_id, step.created_by, step.cache_extra)
+            cached = None if self.request.no_cache else self.cache.get(key)
+            record_key = records.step_key(self.context.root, self.dockerfile_path, self.index)
+            record = dict(step.record, parent=state.image_id, instruction=instruction.text)
 
-        if cached is not None:
-            image = load_image(self.engine.store, cached.digest)
-            self.emit(events.StepCached(self.index, image.id))
-            reason = ""
-        else:
-            reason = self._miss_reason(state)
-            state.missed = True
-            image = step.execute()
-            self.engine.images.cache_put(key, image, parent=state.image.id if state.image else None)
+            if cached is not None:
+                image = load_image(self.engine.store, cached.digest)
+                self.emit(events.StepCached(self.index, image.id))
+                reason = ""
+            else:
+                reason = self._miss_reason(state, records.load(self.records_dir, record_key), record)
+                state.missed = True
+                image = step.execute()
+                self.engine.images.cache_put(key, image, parent=state.image.id if state.image else None)
+            records.save(self.records_dir, record_key, record)
+        finally:
+            if step.cleanup is not None:
+                step.cleanup()
 
-        layer_size = image.layers[-1].size if len(image.layers) > len(state.image.layers if state.image else []) else None
+        grew = len(image.layers) > len(state.image.layers if state.image else [])
+        layer_size = image.layers[-1].size if grew else None
+        layer_digest = image.layers[-1].digest if grew else None
         state.image = image
+        state.clear_onbuild = False
         seconds = time.monotonic() - started
-        self.records.append(StepRecord(self.index, instruction.original, cached is not None, seconds, layer_size,
+        self.records.append(StepRecord(self.index, original, cached is not None, seconds, layer_size,
                                        image.id, reason))
-        self.emit(events.StepDone(self.index, instruction.original, image.id, cached is not None, seconds,
-                                  layer_size, reason))
+        self.emit(events.StepDone(self.index, original, image.id, cached is not None, seconds,
+                                  layer_size, reason, layer_digest))
 
-    def _miss_reason(self, state: StageState) -> str:
+    def _miss_reason(self, state: StageState, previous: dict | None, current: dict) -> str:
         if self.request.no_cache:
             return "--no-cache"
         if state.missed:
-            return "an earlier step ran, so the parent image is new"
-        return "no earlier build ran this instruction on this parent (or its files changed)"
+            return "parent changed: an earlier step ran, so the parent image is new"
+        return records.explain_miss(previous, current)
 
     def _step_start(self, total: int, instruction) -> None:
         self.index += 1
@@ -210,6 +248,23 @@ class BuildRun:
         tags = [reference.familiar for reference in self.tags]
         self.emit(events.BuildDone(image.id, tags, seconds))
         return BuildResult(image.id, tags, BuildSummary(image.id, tags, self.records, seconds))
+
+
+def _platform_args() -> dict[str, str]:
+    """Return the automatic platform ARGs; a stage sees them after `ARG NAME`, as in BuildKit."""
+    platform = f"linux/{host_architecture()}"
+    values = {}
+    for prefix in ("BUILD", "TARGET"):
+        values[f"{prefix}PLATFORM"] = platform
+        values[f"{prefix}OS"] = "linux"
+        values[f"{prefix}ARCH"] = host_architecture()
+        values[f"{prefix}VARIANT"] = ""
+    return values
+
+
+def _source_date_epoch() -> int | None:
+    text = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(text) if text.isdigit() else None
 
 
 def _cache_key(parent_id: str, created_by: str, extra: str) -> str:

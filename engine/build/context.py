@@ -34,11 +34,22 @@ class Source:
 class BuildContext:
     """A build context folder with its `.dockerignore` rules."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, *, use_dockerignore: bool = True, excludes: list[str] | None = None):
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise DockerfileError(f"build context {root!r} is not a directory: pass the folder that holds your files")
-        self.ignore = IgnoreMatcher.from_context(self.root)
+        # A staging folder for stage, heredoc or URL sources has no .dockerignore of its own.
+        self.ignore = IgnoreMatcher.from_context(self.root) if use_dockerignore else IgnoreMatcher.from_text("")
+        self.excludes = IgnoreMatcher.from_text("\n".join(excludes), "COPY --exclude") if excludes else None
+
+    def with_excludes(self, excludes: list[str]) -> BuildContext:
+        """Return this context with COPY --exclude patterns applied on top of .dockerignore."""
+        if not excludes:
+            return self
+        copy = object.__new__(BuildContext)
+        copy.root, copy.ignore = self.root, self.ignore
+        copy.excludes = IgnoreMatcher.from_text("\n".join(excludes), "COPY --exclude")
+        return copy
 
     def match(self, pattern: str, *, instruction: str, line: int, path: str) -> list[Source]:
         """Return the sources a COPY or ADD source pattern names, as Docker resolves them."""
@@ -73,7 +84,7 @@ class BuildContext:
             kept = []
             for name in dirs:
                 rel = _join(rel_current, name)
-                if not self._excluded(rel) or self.ignore.may_contain_included(rel):
+                if not self._excluded(rel) or (self.ignore.excluded(rel) and self.ignore.may_contain_included(rel)):
                     kept.append(name)
             dirs[:] = kept
             for name in sorted(files) + dirs:
@@ -82,26 +93,33 @@ class BuildContext:
                     found.append(rel)
         return sorted(found)
 
-    def content_hash(self, sources: list[Source]) -> str:
-        """Hash names, types, modes and contents of everything the sources bring."""
+    def content_hash(self, sources: list[Source], per_file: dict[str, str] | None = None) -> str:
+        """Hash names, types, modes and contents of everything the sources bring.
+
+        `per_file`, when given, receives each path's own digest, so that a
+        later cache miss can name the file that changed.
+        """
         digest = hashlib.sha256()
         for source in sources:
             digest.update(f"source {source.relpath}\0".encode())
             for rel in self.files_under(source):
-                self._hash_entry(digest, rel)
+                entry = self._hash_entry(rel)
+                digest.update(f"{rel}\0{entry}\0".encode())
+                if per_file is not None:
+                    per_file[rel] = entry
         return digest.hexdigest()
 
-    def _hash_entry(self, digest, rel: str) -> None:
+    def _hash_entry(self, rel: str) -> str:
         full = os.path.join(self.root, rel)
         info = os.lstat(full)
-        digest.update(f"{rel}\0{stat.S_IFMT(info.st_mode)}\0{stat.S_IMODE(info.st_mode)}\0".encode())
+        digest = hashlib.sha256(f"{stat.S_IFMT(info.st_mode)}\0{stat.S_IMODE(info.st_mode)}\0".encode())
         if stat.S_ISLNK(info.st_mode):
             digest.update(os.readlink(full).encode())
         elif stat.S_ISREG(info.st_mode):
             with open(full, "rb") as source:
                 while chunk := source.read(HASH_BUFFER):
                     digest.update(chunk)
-        digest.update(b"\0")
+        return f"{stat.S_IMODE(info.st_mode):o}:{digest.hexdigest()[:16]}"
 
     def _glob(self, pattern: str) -> list[str]:
         parts = pattern.split("/")
@@ -119,7 +137,9 @@ class BuildContext:
         return [rel for rel in candidates if not self._excluded(rel)]
 
     def _excluded(self, rel: str) -> bool:
-        return rel not in ("", ".") and self.ignore.excluded(rel)
+        if rel in ("", "."):
+            return False
+        return self.ignore.excluded(rel) or (self.excludes is not None and self.excludes.excluded(rel))
 
 
 def _clean(pattern: str) -> str:

@@ -13,6 +13,8 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 
+from layerlab.engine.build import archives
+
 COPY_BUFFER = 1 << 20
 
 
@@ -26,6 +28,8 @@ class CopyPlan:
     chown: str = ""  # "user[:group]" resolved inside the image, or "" for 0:0
     chmod: int | None = None
     created_dirs: list[str] = field(default_factory=list)
+    parents: bool = False  # COPY --parents: keep each source's context path under dest
+    extract_archives: bool = False  # ADD: unpack local tar archives instead of copying them
 
 
 def copy_into_root(context_fd: int, merged: str, plan: CopyPlan) -> None:
@@ -35,11 +39,18 @@ def copy_into_root(context_fd: int, merged: str, plan: CopyPlan) -> None:
     uid, gid = resolve_owner(plan.chown)
 
     for relpath, is_dir, files in plan.sources:
+        base = os.path.join(plan.dest, relpath) if plan.parents and relpath not in ("", ".") else plan.dest
         if is_dir:
-            _make_dirs(plan.dest, uid, gid)
+            _make_dirs(base, uid, gid)
             for rel in files:
                 inner = os.path.relpath(rel, relpath) if relpath not in ("", ".") else rel
-                _copy_entry(context_fd, rel, os.path.join(plan.dest, inner), uid, gid, plan.chmod, follow=False)
+                _copy_entry(context_fd, rel, os.path.join(base, inner), uid, gid, plan.chmod, follow=False)
+        elif plan.extract_archives and archives.is_archive(context_fd, relpath):
+            _make_dirs(plan.dest, uid, gid)
+            archives.extract(context_fd, relpath, plan.dest)
+        elif plan.parents:
+            _make_dirs(os.path.dirname(base), uid, gid)
+            _copy_entry(context_fd, relpath, base, uid, gid, plan.chmod, follow=True)
         else:
             target = plan.dest
             if plan.dest_is_dir or os.path.isdir(target):

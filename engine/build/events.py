@@ -54,6 +54,7 @@ class StepDone:
     seconds: float
     layer_size: int | None
     cache_miss_reason: str = ""
+    layer_digest: str | None = None
 
 
 @dataclass

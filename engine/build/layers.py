@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import tempfile
 
 from layerlab.engine.build import events
-from layerlab.engine.build.context import Source
-from layerlab.engine.build.copy import CopyPlan, copy_into_root
 from layerlab.engine.containers import new_container_id
 from layerlab.engine.digest import chain_ids
 from layerlab.engine.errors import BuildStepError, DockerfileError
@@ -42,12 +39,13 @@ class Scratch:
         remove_tree(self.path)
 
 
-def _rootfs(run, state, scratch: Scratch):
+def rootfs_for(run, image, scratch: Scratch):
+    """Return the overlay spec of `image` (None for scratch) with the scratch folder's upper dir on top."""
     from layerlab.engine.runtime import RootfsSpec
 
     lowerdirs = [init_layer(run.engine.root)]
-    if state.image is not None:
-        lowerdirs += run.engine.snapshots.lowerdirs(state.image)
+    if image is not None:
+        lowerdirs += run.engine.snapshots.lowerdirs(image)
     return RootfsSpec(lowerdirs, scratch.upper, scratch.work)
 
 
@@ -58,7 +56,7 @@ def commit_upper(run, draft, scratch: Scratch, created_by: str, *, keep_empty: b
         return run.write(draft)
 
     with run.engine.store.blob_writer(hashed_by_caller=True) as writer:
-        info = write_layer_as_root(scratch.upper, writer)
+        info = write_layer_as_root(scratch.upper, writer, source_date_epoch=run.source_date_epoch)
         writer.commit(info.digest)
     draft.add_layer(info.digest, info.size)
     draft.add_history(created_by, empty_layer=False)
@@ -68,19 +66,25 @@ def commit_upper(run, draft, scratch: Scratch, created_by: str, *, keep_empty: b
     return image
 
 
-def run_step(run, state, command: list[str], build_args: dict[str, str], created_by: str) -> Image:
+def run_step(run, state, command: list[str], build_args: dict[str, str], created_by: str, *,
+             mounts: list[dict] = (), network: str | None = None, where: dict | None = None) -> Image:
     """Run a RUN step's command in a build container and commit its changes."""
     from layerlab.engine import runtime
+    from layerlab.engine.build.run_mounts import prepare_mounts, remove_mountpoints
 
     settings = state.settings()
     env = _process_env(settings.get("Env") or [f"PATH={DEFAULT_PATH}"], build_args)
+    workdir = settings.get("WorkingDir") or "/"
     scratch = Scratch(run.engine.store.tmp_dir)
+    extra = prepare_mounts(run, list(mounts), workdir, where or {})
     try:
         container_id = new_container_id()
         etc_files = write_etc_files(scratch.path, container_id[:12])
-        process = runtime.ProcessSpec(command, env, settings.get("WorkingDir") or "/", settings.get("User") or "")
-        spec = runtime.ContainerSpec(container_id, _rootfs(run, state, scratch), process, container_id[:12],
-                                     network=run.request.network, etc_files=etc_files)
+        process = runtime.ProcessSpec(command, env, workdir, settings.get("User") or "")
+        rootfs = rootfs_for(run, state.image, scratch)
+        spec = runtime.ContainerSpec(container_id, rootfs, process, container_id[:12],
+                                     network=network or run.request.network, etc_files=etc_files,
+                                     mounts=extra.mounts)
         run.emit(events.ContainerStarted(run.index, container_id))
         status, tail = _run_container(run, spec)
         if status != 0:
@@ -88,8 +92,10 @@ def run_step(run, state, command: list[str], build_args: dict[str, str], created
                 f"The command '{' '.join(command)}' returned a non-zero code: {status}",
                 step=run.index, status=status, last_lines=tail,
             )
+        remove_mountpoints(scratch.upper, rootfs.lowerdirs, extra.targets)
         return commit_upper(run, state.draft(), scratch, created_by)
     finally:
+        extra.close()
         scratch.close()
 
 
@@ -142,54 +148,13 @@ def _process_env(image_env: list[str], build_args: dict[str, str]) -> list[str]:
     return list(image_env) + extra
 
 
-def plan_copy(run, state, instruction) -> tuple[CopyPlan, str, str]:
-    """Match COPY's sources in the context; return the plan, the content hash and the history text."""
-    sources: list[Source] = []
-    for pattern in instruction.sources:
-        sources += run.context.match(pattern, instruction=instruction.keyword, line=instruction.line,
-                                     path=run.dockerfile_path)
-    workdir = state.settings().get("WorkingDir") or "/"
-    dest = posixpath.normpath(posixpath.join(workdir, instruction.dest))
-    dest_is_dir = instruction.dest.endswith("/")
-    if len(sources) > 1 and not dest_is_dir:
-        raise DockerfileError(
-            f"when using {instruction.keyword} with more than one source file, the destination must be a "
-            f"directory and end with a /: write {instruction.dest}/",
-            path=run.dockerfile_path, line=instruction.line, instruction=instruction.keyword,
-        )
-
-    content_hash = run.context.content_hash(sources)
-    chmod = int(instruction.chmod, 8) if instruction.chmod else None
-    plan = CopyPlan(
-        sources=[(source.relpath, source.is_dir, run.context.files_under(source)) for source in sources],
-        dest=dest, dest_is_dir=dest_is_dir, chown=instruction.chown or "", chmod=chmod,
-    )
-    kind = "multi" if len(sources) > 1 else ("dir" if sources[0].is_dir else "file")
-    display_dest = dest + ("/" if instruction.dest.endswith("/") and dest != "/" else "")
-    created_by = f"/bin/sh -c #(nop) {instruction.keyword} {kind}:{content_hash} in {display_dest} "
-    return plan, content_hash, created_by
-
-
-def copy_step(run, state, plan: CopyPlan, created_by: str) -> Image:
-    from layerlab.engine import runtime
-
-    scratch = Scratch(run.engine.store.tmp_dir)
-    context_fd = os.open(run.context.root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        runtime.run_in_rootfs(_rootfs(run, state, scratch), lambda merged: copy_into_root(context_fd, merged, plan))
-        return commit_upper(run, state.draft(), scratch, created_by)
-    finally:
-        os.close(context_fd)
-        scratch.close()
-
-
 def workdir_step(run, state, path: str, created_by: str) -> Image:
     """Set WORKDIR and create the folder, recording a layer only when it did not exist."""
     from layerlab.engine import runtime
 
     scratch = Scratch(run.engine.store.tmp_dir)
     try:
-        runtime.run_in_rootfs(_rootfs(run, state, scratch), lambda merged: _make_workdir(merged, path))
+        runtime.run_in_rootfs(rootfs_for(run, state.image, scratch), lambda merged: _make_workdir(merged, path))
         draft = state.draft()
         draft.settings["WorkingDir"] = path
         return commit_upper(run, draft, scratch, created_by, keep_empty=False)

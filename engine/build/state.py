@@ -18,6 +18,7 @@ class BuildRequest:
     build_args: dict[str, str | None] = field(default_factory=dict)
     target: str | None = None
     network: str = "host"
+    secrets: dict[str, str] = field(default_factory=dict)  # --secret id -> host file path
 
 
 @dataclass
@@ -32,6 +33,8 @@ class StageState:
     image: Image | None
     args: dict[str, str] = field(default_factory=dict)
     missed: bool = False
+    # Set after FROM ran the base image's ONBUILD triggers: the next new image drops them.
+    clear_onbuild: bool = False
 
     @property
     def image_id(self) -> str:
@@ -50,7 +53,10 @@ class StageState:
         return env
 
     def draft(self) -> ImageDraft:
-        return ImageDraft.from_image(self.image) if self.image else ImageDraft.empty()
+        draft = ImageDraft.from_image(self.image) if self.image else ImageDraft.empty()
+        if self.clear_onbuild:
+            draft.settings.pop("OnBuild", None)
+        return draft
 
     def settings(self) -> dict:
         return self.image.settings if self.image else {}

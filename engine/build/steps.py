@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from layerlab.engine.build import layers
+from layerlab.engine.build import copy_steps, layers
 from layerlab.engine.build.state import StageState
 from layerlab.engine.dockerfile import instructions as ins
 from layerlab.engine.errors import DockerfileError
@@ -24,6 +25,12 @@ log = logging.getLogger(__name__)
 
 NOP = "/bin/sh -c #(nop) "
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+# `RUN <<EOF` alone runs the body as the script; `<<-EOF` and quoted delimiters count too.
+_HEREDOC_ONLY = re.compile(r"<<-?(['\"]?)[A-Za-z0-9_.-]+\1")
+PREDEFINED_ARGS = {
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+}
 
 
 @dataclass
@@ -33,6 +40,9 @@ class Step:
     created_by: str
     execute: Callable[[], Image]
     cache_extra: str = ""
+    cleanup: Callable[[], None] | None = None
+    # What the cache-miss reason compares with the previous build of this step.
+    record: dict = field(default_factory=dict)
 
 
 def go_quoted_list(values: list[str]) -> str:
@@ -189,7 +199,9 @@ def _onbuild(run, state, instruction: ins.OnbuildInstruction) -> Step:
 def _arg(run, state, instruction: ins.ArgInstruction) -> Step:
     texts = []
     for pair in instruction.pairs:
-        value = run.arg_value(pair.key, pair.value)
+        # `ARG NAME` inside a stage takes the value of a global ARG of that name.
+        default = pair.value if pair.value is not None else run.meta_args.get(pair.key)
+        value = run.arg_value(pair.key, default)
         if value is not None:
             state.args[pair.key] = value
         texts.append(pair.key if pair.value is None else f"{pair.key}={pair.value}")
@@ -208,7 +220,7 @@ def _workdir(run, state, instruction: ins.WorkdirInstruction) -> Step:
 
 
 def _run(run, state, instruction: ins.RunInstruction) -> Step:
-    command = _shell_command(state, instruction)
+    command = _run_command(state, instruction)
     used_args = sorted(
         (key, value) for key, value in state.args.items() if key not in state.config_env
     )
@@ -216,25 +228,47 @@ def _run(run, state, instruction: ins.RunInstruction) -> Step:
     if used_args:
         prefix = f"|{len(used_args)} " + " ".join(f"{key}={value}" for key, value in used_args) + " "
     created_by = prefix + " ".join(command)
+    # Proxy variables reach the command without a declaration and stay out of history and the cache key.
+    env_args = {key: value for key, value in run.request.build_args.items()
+                if key in PREDEFINED_ARGS and value is not None and key not in state.args}
+    env_args.update(used_args)
+    where = {"path": run.dockerfile_path, "line": instruction.line, "instruction": "RUN"}
+    if instruction.network not in (None, "default", "none", "host"):
+        raise DockerfileError(f"RUN --network={instruction.network} is not supported: use none, host or default",
+                              **where)
+    network = None if instruction.network in (None, "default") else instruction.network
+    options = " ".join(instruction.mount_specs + ([f"network={network}"] if network else []))
 
     def execute() -> Image:
-        return layers.run_step(run, state, command, dict(used_args), created_by)
+        return layers.run_step(run, state, command, env_args, created_by, mounts=instruction.mounts,
+                               network=network, where=where)
 
-    return Step(created_by, execute)
+    record = {"args": dict(used_args)}
+    return Step(created_by, execute, cache_extra=options, record=record)
+
+
+def _run_command(state: StageState, instruction: ins.RunInstruction) -> list[str]:
+    """Return RUN's argv; a heredoc body goes to the shell, which parses `<<EOF` itself."""
+    if not instruction.heredocs or not instruction.shell_form:
+        return _shell_command(state, instruction)
+    shell = list(state.settings().get("Shell") or DEFAULT_SHELL)
+    text = " ".join(instruction.command)
+    if len(instruction.heredocs) == 1 and _HEREDOC_ONLY.fullmatch(text.strip()):
+        return shell + [instruction.heredocs[0].data]
+    for heredoc in instruction.heredocs:
+        text += "\n" + heredoc.content + heredoc.name
+    return shell + [text]
 
 
 def _copy(run, state, instruction: ins.CopyInstruction) -> Step:
-    if instruction.from_stage or getattr(instruction, "checksum", None) or instruction.source_contents:
-        raise DockerfileError(
-            "COPY --from, ADD --checksum and heredoc sources are not supported by this builder yet",
-            path=run.dockerfile_path, line=instruction.line, instruction=instruction.keyword,
-        )
-    plan, content_hash, created_by = layers.plan_copy(run, state, instruction)
+    prepared = copy_steps.prepare_copy(run, state, instruction)
 
     def execute() -> Image:
-        return layers.copy_step(run, state, plan, created_by)
+        return copy_steps.copy_step(run, state, prepared)
 
-    return Step(created_by, execute, cache_extra=content_hash)
+    record = {"files": prepared.files, "from": instruction.from_stage or ""}
+    return Step(prepared.created_by, execute, cache_extra=prepared.content_hash, cleanup=prepared.close,
+                record=record)
 
 
 HANDLERS = {
