@@ -187,25 +187,76 @@ class Engine:
         }
 
     def remove_container(self, name_or_id: str, *, force: bool = False) -> str:
-        record = self.container(name_or_id)
-        self._refresh_state(record)
-        if record.state.status == "running":
-            if not force:
-                raise ConflictError(
-                    f"You cannot remove a running container {record.id}. Stop the container before "
-                    "attempting removal or force remove"
-                )
-            _kill(record.state.pid)
-        self.containers.remove(record)
+        from layerlab.engine import control
+
+        control.remove(self, self.container(name_or_id), force=force)
         return name_or_id
 
     def _refresh_state(self, record: ContainerRecord) -> None:
-        """Mark a container exited if its process is gone (its launcher died without recording it)."""
-        if record.state.status == "running" and not _alive(record.state.pid):
-            record.state.status = "exited"
-            record.state.exit_code = record.state.exit_code or 137
-            record.state.finished_at = record.state.finished_at or _now()
-            self.containers.save(record)
+        """Mark a container exited if its process and its monitor are both gone."""
+        from layerlab.engine import control
+
+        control.refresh_state(self, record)
+
+    # Detached containers
+
+    def run_detached(self, record: ContainerRecord, *, remove: bool = False) -> int:
+        """Start a created container under its own monitor; return its PID once its program runs."""
+        from layerlab.engine import monitor
+
+        return monitor.launch(self, record, remove=remove)
+
+    def start_container(self, name_or_id: str) -> ContainerRecord:
+        from layerlab.engine import control
+
+        record = self.container(name_or_id)
+        control.start(self, record)
+        return record
+
+    def stop_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
+        from layerlab.engine import control
+
+        control.stop(self, self.container(name_or_id), timeout)
+
+    def kill_container(self, name_or_id: str, signal: str = "KILL") -> None:
+        from layerlab.engine import control
+
+        control.send_signal(self, self.container(name_or_id), control.parse_signal(signal))
+
+    def restart_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
+        from layerlab.engine import control
+
+        record = self.container(name_or_id)
+        control.stop(self, record, timeout)
+        control.start(self, record)
+
+    def wait_container(self, name_or_id: str) -> int:
+        from layerlab.engine import control
+
+        return control.wait(self, self.container(name_or_id))
+
+    def container_logs(self, name_or_id: str, *, follow: bool = False, tail: int | None = None):
+        """Return the container's logged lines (`LogEntry`); with follow, an iterator until it stops."""
+        from layerlab.engine import control, logs
+
+        record = self.container(name_or_id)
+        if not follow:
+            return logs.read_entries(record.path, tail)
+        return logs.follow_entries(record.path, tail, lambda: control.is_running(self, record))
+
+    def exec_in_container(self, name_or_id: str, args: list[str], *, env: list[str] = (), user: str | None = None,
+                          workdir: str = "", stdio=(None, None, None)) -> int:
+        """Run `args` inside a running container and return its exit code, as `docker exec` does."""
+        from layerlab.engine import container_exec
+
+        return container_exec.run(self, self.container(name_or_id), args, env=list(env), user=user,
+                                  workdir=workdir, stdio=stdio)
+
+    def top(self, name_or_id: str):
+        """Return a `ProcessesView` of the container's processes, with host PIDs as `docker top` shows."""
+        from layerlab.engine import control
+
+        return control.processes(self, self.container(name_or_id))
 
     # Helpers
 
@@ -226,29 +277,4 @@ def _familiar_or_self(repository: str) -> str:
         return Reference.parse(repository).familiar_name
     except InvalidArgumentError:
         return repository
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _kill(pid: int) -> None:
-    import signal
-
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 

@@ -59,6 +59,10 @@ def fsck(engine, *, repair: bool = False) -> list[str]:
     if repair:
         engine.snapshots.remove_partial()
         engine.containers.remove_partial()
+
+    from layerlab.engine.control import check_containers
+
+    problems += check_containers(engine, repair=repair)
     return problems
 
 
@@ -101,19 +105,16 @@ def disk_usage(engine) -> str:
 
 
 def host_info(engine) -> dict[str, str]:
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        cgroup = "2"
-    elif os.path.isdir("/sys/fs/cgroup/unified"):
-        cgroup = "1 (hybrid)"
-    else:
-        cgroup = "1"
-    return {
+    from layerlab.engine.features import rootless_report
+
+    info = {
         "Root": engine.root,
         "Rootless": str(engine.rootless).lower(),
         "Storage driver": "overlay",
-        "Cgroup version": cgroup,
         "Kernel": os.uname().release,
     }
+    info.update(rootless_report(engine))
+    return info
 
 
 def _descriptor_blobs(engine, descriptor) -> list[str]:

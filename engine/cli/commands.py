@@ -7,6 +7,7 @@ import logging
 import re
 
 from layerlab.engine.api import Engine
+from layerlab.engine.cli import container_commands
 from layerlab.engine.errors import InvalidArgumentError, LayerlabError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,6 @@ def build(options, presenter) -> int:
 def run(options, presenter) -> int:
     from layerlab.engine import lifecycle
 
-    if options.detach:
-        # TODO: detached containers need the per-container monitor process.
-        raise InvalidArgumentError("run -d is not supported yet: run the container in the foreground")
     engine = _engine()
     image = engine.image(options.image)
     run_options = lifecycle.RunOptions(
@@ -70,6 +68,8 @@ def run(options, presenter) -> int:
         network=options.network,
     )
     record = lifecycle.new_record(engine, image, run_options)
+    if options.detach:
+        return _run_detached(engine, record, options, presenter)
     try:
         with presenter.container_stdio() as (stdout, stderr):
             status = lifecycle.run_foreground(engine, record, stdout=stdout, stderr=stderr)
@@ -82,6 +82,17 @@ def run(options, presenter) -> int:
     if options.rm:
         engine.containers.remove(record)
     return status
+
+
+def _run_detached(engine: Engine, record, options, presenter) -> int:
+    # Docker prints the full ID once the program runs, and keeps a container that failed to start (unless --rm).
+    try:
+        engine.run_detached(record, remove=options.rm)
+    except LayerlabError as error:
+        presenter.error(f"layerlab: {error}\n")
+        return getattr(error, "exit_code", 125)
+    presenter.write(record.id + "\n")
+    return 0
 
 
 def images(options, presenter) -> int:
@@ -314,3 +325,4 @@ HANDLERS = {
     "info": info,
     "system_df": system_df,
 }
+HANDLERS.update(container_commands.HANDLERS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from layerlab.engine.cli import container_parsers
+
 
 class UsageError(Exception):
     """A command line that does not parse."""
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_bootstrap, _build, _run, _images, _ps, _history, _diff, _commit, _inspect,
                 _tag, _rm, _rmi, _version, _info, _fsck, _system, _builder):
         add(sub)
+    container_parsers.add_commands(sub)
     _image_group(sub)
     _container_group(sub)
     return parser
@@ -231,6 +234,7 @@ def _container_group(sub):
     p = _command(sub, "container", None, "Manage containers")
     group = p.add_subparsers(dest="container_command", parser_class=_Parser, metavar="COMMAND")
     group.required = True
+    container_parsers.add_commands(group)
     ls = group.add_parser("ls", aliases=["list", "ps"], help="list containers")
     ls.set_defaults(handler="ps")
     _add_ps_flags(ls)

@@ -1,0 +1,88 @@
+"""Argument parsers for the commands on running containers: start, stop, kill, restart, wait, logs, exec, top.
+
+`add_commands` adds them both at the top level (`layerlab stop`) and under
+`layerlab container`, as Docker does.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from layerlab.engine.control import DEFAULT_STOP_TIMEOUT
+
+
+def add_commands(sub) -> None:
+    for add in (_start, _stop, _kill, _restart, _wait, _logs, _exec, _top):
+        add(sub)
+
+
+def _command(sub, name, help_text, **options):
+    parser = sub.add_parser(name, help=help_text, description=help_text, **options)
+    parser.set_defaults(handler=name)
+    return parser
+
+
+def _containers(parser):
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _start(sub):
+    p = _command(sub, "start", "Start one or more stopped containers")
+    p.add_argument("-a", "--attach", action="store_true", help="print the container's output until it exits")
+    _containers(p)
+
+
+def _add_time(parser):
+    parser.add_argument("-t", "--time", type=int, default=DEFAULT_STOP_TIMEOUT,
+                        help=f"seconds to wait for the container to stop before killing it (default {DEFAULT_STOP_TIMEOUT})")
+
+
+def _stop(sub):
+    p = _command(sub, "stop", "Stop one or more running containers")
+    _add_time(p)
+    _containers(p)
+
+
+def _kill(sub):
+    p = _command(sub, "kill", "Kill one or more running containers")
+    p.add_argument("-s", "--signal", default="KILL", help="signal to send: a name such as TERM or a number (default KILL)")
+    _containers(p)
+
+
+def _restart(sub):
+    p = _command(sub, "restart", "Restart one or more containers")
+    _add_time(p)
+    _containers(p)
+
+
+def _wait(sub):
+    p = _command(sub, "wait", "Block until one or more containers stop, then print their exit codes")
+    _containers(p)
+
+
+def _logs(sub):
+    p = _command(sub, "logs", "Fetch the logs of a container")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the container exits")
+    p.add_argument("--tail", default="all", help='number of lines to show from the end of the logs, or "all"')
+    p.add_argument("-t", "--timestamps", action="store_true", help="show the time of each line")
+    p.add_argument("container")
+
+
+def _exec(sub):
+    # -h is not help here either, to match run's flags.
+    p = _command(sub, "exec", "Run a command in a running container", add_help=False)
+    p.add_argument("--help", action="help", help="show this help")
+    p.add_argument("-e", "--env", action="append", default=[], help="set an environment variable (KEY=value)")
+    p.add_argument("-u", "--user", default=None, help="user name or uid, optionally with :group")
+    p.add_argument("-w", "--workdir", default="", help="working directory inside the container")
+    p.add_argument("-i", "--interactive", action="store_true", help="pass standard input to the command")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal (not supported)")
+    p.add_argument("-d", "--detach", action="store_true", help="run the command in the background (not supported)")
+    p.add_argument("container")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
+
+
+def _top(sub):
+    p = _command(sub, "top", "Display the running processes of a container")
+    p.add_argument("container")
+    p.add_argument("ps_options", nargs=argparse.REMAINDER, help="ps options (accepted, no effect)")

@@ -1,0 +1,162 @@
+"""Running another process inside a running container, as `docker exec` does.
+
+The new process joins the namespaces of the container's init: IPC, UTS,
+the network namespace when the container has its own, the mount namespace
+and the PID namespace. setns(2) with CLONE_NEWPID moves only the children
+forked afterwards, so the caller enters the container's PID namespace, forks
+and switches back at once, which makes the exec'd process a direct child
+that waitpid(2) can reap.
+"""
+
+import logging
+import os
+import signal
+
+from layerlab.engine.errors import ConflictError
+from layerlab.engine.runtime import capabilities, syscalls
+from layerlab.engine.runtime.child_errors import receive_error, send_error
+from layerlab.engine.runtime.process import _chdir, _close_other_fds_on_exec, _dup_stdio, _switch_user, execve
+from layerlab.engine.runtime.users import resolve_user, user_env
+
+log = logging.getLogger(__name__)
+
+_UMASK = 0o022
+
+# The order matters: the mount namespace comes last, because after it the
+# host's /proc and the namespace files opened from it are out of reach.
+_NAMESPACES = (
+    ("ipc", syscalls.CLONE_NEWIPC),
+    ("uts", syscalls.CLONE_NEWUTS),
+    ("net", syscalls.CLONE_NEWNET),
+    ("mnt", syscalls.CLONE_NEWNS),
+)
+
+
+class ExecProcess:
+    """A process started in a container, a child of the caller."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.exit_code = None
+
+    def wait(self):
+        """Wait for the process and return its exit code (128 + signal if killed)."""
+        if self.exit_code is None:
+            _, status = os.waitpid(self.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            self.exit_code = 128 - code if code < 0 else code
+        return self.exit_code
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.exit_code is None:
+            os.kill(self.pid, sig)
+
+
+def exec_process(init_pid, process, *, join_network, stdio=(None, None, None)):
+    """Start `process` (a ProcessSpec) in the namespaces of the container whose init is `init_pid`.
+
+    join_network is False for a container that shares the host's network
+    namespace. stdio holds the fds for the process's 0-2, None to inherit
+    the caller's. The process gets Docker's default capabilities, as the
+    container's init does.
+
+    Returns an ExecProcess once the program has been executed. A failure
+    before that raises ContainerError, with exit_code 127 for a missing
+    program and 126 for one that cannot be executed.
+    """
+    namespace_fds = _open_namespaces(init_pid, join_network)
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = _fork_into_pid_namespace(init_pid)
+        if pid == 0:
+            _run_child(process, namespace_fds, stdio, read_fd, write_fd)
+    finally:
+        for fd in namespace_fds.values():
+            os.close(fd)
+        os.close(write_fd)
+
+    error = receive_error(read_fd)
+    if error is not None:
+        os.waitpid(pid, 0)
+        raise error
+
+    log.info("started %s as pid %d in the container of pid %d", process.args[0], pid, init_pid)
+    return ExecProcess(pid)
+
+
+def _open_namespaces(init_pid, join_network):
+    fds = {}
+    try:
+        for name, _ in _NAMESPACES:
+            if name == "net" and not join_network:
+                continue
+            fds[name] = os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        for fd in fds.values():
+            os.close(fd)
+        raise ConflictError(f"container process {init_pid} is not running: start the container first") from None
+    return fds
+
+
+def _fork_into_pid_namespace(init_pid):
+    target = os.open(f"/proc/{init_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns(target, syscalls.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+        except OSError as error:
+            # fork(2) fails with ENOMEM once the namespace's init has exited.
+            syscalls.setns(own, syscalls.CLONE_NEWPID)
+            raise ConflictError(f"container process {init_pid} is not running: {error.strerror}") from None
+        if pid != 0:
+            syscalls.setns(own, syscalls.CLONE_NEWPID)
+    finally:
+        os.close(target)
+        os.close(own)
+    return pid
+
+
+def _run_child(process, namespace_fds, stdio, read_fd, write_fd):
+    # Runs in the forked child and never returns: it either execs or exits.
+    exit_code = 125
+    try:
+        os.close(read_fd)
+        _enter_container(process, namespace_fds, stdio)
+    except BaseException as error:
+        exit_code = getattr(error, "exit_code", 125)
+        try:
+            send_error(write_fd, error)
+        except BaseException:
+            pass
+    finally:
+        os._exit(exit_code)
+
+
+def _enter_container(process, namespace_fds, stdio):
+    # A session of its own keeps the caller's terminal signals away, as for the init.
+    os.setsid()
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+    # setns(2) into a mount namespace also sets the root and the working
+    # directory to the namespace's root, which pivot_root made the container's.
+    for name, flag in _NAMESPACES:
+        if name in namespace_fds:
+            syscalls.setns(namespace_fds[name], flag)
+    os.umask(_UMASK)
+
+    exec_user = resolve_user(process.user)
+    env = user_env(process.env, exec_user, os.uname().nodename)
+
+    _dup_stdio(stdio)
+    _close_other_fds_on_exec()
+
+    mask = capabilities.capability_mask(capabilities.capability_set()) & capabilities.permitted_mask()
+    _switch_user(exec_user, mask)
+    _chdir(process.cwd)
+    execve(process.args, env)
+
+
+__all__ = ["ExecProcess", "exec_process"]
