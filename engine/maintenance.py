@@ -59,10 +59,6 @@ def fsck(engine, *, repair: bool = False) -> list[str]:
     if repair:
         engine.snapshots.remove_partial()
         engine.containers.remove_partial()
-
-    from layerlab.engine.control import check_containers
-
-    problems += check_containers(engine, repair=repair)
     return problems
 
 
