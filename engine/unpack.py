@@ -337,7 +337,13 @@ class _Unpacker:
             if error.errno not in (errno.EPERM, errno.EINVAL):
                 raise
             if not self._chown_failed:
-                logger.debug("cannot change owners while unpacking into %s (%s), so files keep our owner", self._root, error)
+                # Logged once per layer: every later member would fail the same way.
+                logger.warning(
+                    "cannot set owner %d:%d of %r while unpacking into %s (%s), so this layer's files "
+                    "owned by unmapped ids keep the unpacking user as owner; map more ids with ranges "
+                    "in /etc/subuid and /etc/subgid",
+                    member.uid, member.gid, member.name, self._root, error.strerror,
+                )
                 self._chown_failed = True
 
     def _set_xattrs(self, target, member) -> None:
