@@ -159,8 +159,13 @@ class BuildRun:
             return built[name.lower()]
         if name == SCRATCH:
             return None
+        from layerlab.engine.registry.pull import image_or_pull
+
+        def show_pull(text: str) -> None:
+            self.emit(events.OutputLine(self.index, text.rstrip("\n")))
+
         try:
-            return self.engine.images.resolve(name)
+            return image_or_pull(self.engine, name, progress=show_pull)
         except NotFoundError as error:
             raise DockerfileError(str(error), path=self.dockerfile_path, line=from_instruction.line,
                                   instruction="FROM") from None

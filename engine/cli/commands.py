@@ -7,7 +7,7 @@ import logging
 import re
 
 from layerlab.engine.api import Engine
-from layerlab.engine.cli import container_commands
+from layerlab.engine.cli import container_commands, transfer_commands
 from layerlab.engine.errors import InvalidArgumentError, LayerlabError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,10 @@ def build(options, presenter) -> int:
 
 def run(options, presenter) -> int:
     from layerlab.engine import lifecycle
+    from layerlab.engine.registry.pull import image_or_pull
 
     engine = _engine()
-    image = engine.image(options.image)
+    image = image_or_pull(engine, options.image, progress=presenter.error)
     run_options = lifecycle.RunOptions(
         image=options.image,
         command=options.cmd,
@@ -326,3 +327,4 @@ HANDLERS = {
     "system_df": system_df,
 }
 HANDLERS.update(container_commands.HANDLERS)
+HANDLERS.update(transfer_commands.HANDLERS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from layerlab.engine.cli import container_parsers
+from layerlab.engine.cli import container_parsers, transfer_commands
 
 
 class UsageError(Exception):
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
                 _tag, _rm, _rmi, _version, _info, _fsck, _system, _builder):
         add(sub)
     container_parsers.add_commands(sub)
+    transfer_commands.add_parsers(sub, _command)
     _image_group(sub)
     _container_group(sub)
     return parser

@@ -58,15 +58,16 @@ def pull(engine, name: str, *, platform: str | None = None,
     reference = Reference.parse(name)
     say = progress or (lambda text: None)
     wanted = Platform.parse(platform) if platform else Platform.host()
+    explicit_platform = platform is not None
     client = client or RegistryClient(reference.registry, root=engine.root)
     client.add_scope(reference.repository, "pull")
     try:
-        return _pull(engine, client, reference, wanted, say)
+        return _pull(engine, client, reference, wanted, explicit_platform, say)
     finally:
         client.close()
 
 
-def _pull(engine, client, reference: Reference, wanted: Platform, say) -> PullResult:
+def _pull(engine, client, reference: Reference, wanted: Platform, explicit_platform: bool, say) -> PullResult:
     repository = reference.repository
     say(f"{reference.digest or reference.tag}: Pulling from {repository}\n")
     top = fetch_manifest(client, repository, reference.digest or reference.tag)
@@ -84,6 +85,11 @@ def _pull(engine, client, reference: Reference, wanted: Platform, say) -> PullRe
     config_bytes = _fetch_config(client, repository, config_descriptor)
     config = parse_config(config_bytes, f"{reference.familiar}@{config_digest}")
     diff_ids = config["rootfs"]["diff_ids"]
+    if top.media_type not in INDEX_TYPES and explicit_platform and not wanted.matches(config):
+        raise NotFoundError(
+            f"{reference.familiar} is for {Platform(config.get('os', '?'), config.get('architecture', '?'))}, "
+            f"not the requested platform {wanted}"
+        )
     if len(diff_ids) != len(layer_descriptors):
         raise RegistryError(
             f"{reference.familiar}: the manifest lists {len(layer_descriptors)} layers but the config "
