@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 
 from layerlab.engine.api import Engine
@@ -36,6 +37,7 @@ def build(options, presenter) -> int:
         build_args=_parse_build_args(options.build_arg),
         target=options.target,
         network=options.network,
+        secrets=_parse_secrets(options.secret),
     )
     on_event = presenter.build_event
     if options.quiet:
@@ -240,6 +242,21 @@ def system_df(options, presenter) -> int:
 
     presenter.write(disk_usage(_engine()))
     return 0
+
+
+def _parse_secrets(entries: list[str]) -> dict[str, str]:
+    """Parse `--secret id=NAME,src=PATH` (`source=` also works) into {id: path}."""
+    secrets = {}
+    for entry in entries:
+        fields = dict(part.partition("=")[::2] for part in entry.split(","))
+        secret_id = fields.get("id")
+        path = fields.get("src") or fields.get("source")
+        if not secret_id or not path:
+            raise InvalidArgumentError(f"invalid --secret {entry!r}: expected id=NAME,src=PATH")
+        if not os.path.isfile(path):
+            raise InvalidArgumentError(f"invalid --secret {entry!r}: file {path} not found")
+        secrets[secret_id] = path
+    return secrets
 
 
 def _parse_build_args(entries: list[str]) -> dict[str, str | None]:

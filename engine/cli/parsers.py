@@ -56,6 +56,8 @@ def _build(sub):
     p.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "rawjson"],
                    help="output style")
     p.add_argument("--network", default="host", help="network for RUN steps (host or none)")
+    p.add_argument("--secret", action="append", default=[],
+                   help="secret for RUN --mount=type=secret: id=NAME,src=PATH (mounted at /run/secrets/NAME)")
 
 
 def _add_run_flags(p):
