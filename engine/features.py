@@ -39,7 +39,10 @@ def seccomp_support() -> str:
 
 
 def probe_userns_overlay(scratch_parent: str) -> tuple[bool, str]:
-    """Mount an overlay with `userxattr` inside a user namespace under `scratch_parent`; return (works, detail)."""
+    """Mount an overlay with `userxattr` inside a user namespace, under `scratch_parent`.
+
+    Returns (works, detail), where detail is the text for `layerlab info`.
+    """
     from layerlab.engine.runtime.userns import call_in_user_namespace
 
     scratch = tempfile.mkdtemp(prefix="probe-overlay-", dir=scratch_parent)
@@ -58,7 +61,7 @@ def probe_userns_overlay(scratch_parent: str) -> tuple[bool, str]:
         mount_overlay(RootfsSpec([paths[0]], paths[1], paths[2]), paths[3])
         os.mkdir(os.path.join(paths[3], "dir"))
         syscalls.umount2(paths[3])
-        # overlayfs leaves its work dir with mode 000; only this namespace's root can delete it.
+        # overlayfs leaves its work dir with mode 000, so only this namespace's root can delete it.
         shutil.rmtree(scratch)
         return True
 

@@ -82,7 +82,7 @@ def changes_as_root(upper_dir: str, lower_dirs: list[str]):
 
 
 def remove_tree(path: str) -> None:
-    """Delete the directory tree at `path`; a rootless engine deletes it inside the user namespace.
+    """Delete the directory tree at `path`, inside the user namespace when the engine is rootless.
 
     overlayfs leaves its work dir with mode 000, and container processes
     create files owned by subordinate ids, so the ordinary user cannot delete

@@ -207,10 +207,14 @@ class MappingHandshake:
         finally:
             os.close(self._mapped_read)
         if reply != _MAPPED:
-            raise ContainerError("the launcher did not write this user namespace's id maps; its own error says why")
+            raise ContainerError("id maps missing: the launcher failed to write this user namespace's maps and reports why")
 
     def map(self, pid, mapping):
-        """Write the maps of child `pid` once it has unshared; return False if it failed before that."""
+        """Write the maps of child `pid` once it has unshared, and return True.
+
+        Returns False when the child failed before unsharing, and then its
+        error is on the caller's error pipe.
+        """
         os.close(self._ready_write)
         os.close(self._mapped_read)
         try:
