@@ -35,6 +35,10 @@ class RegistryError(LayerlabError):
     """A registry that cannot be reached or answered with an error."""
 
 
+class CertificateError(RegistryError):
+    """A registry whose TLS certificate is not trusted: never a reason to fall back to plain HTTP."""
+
+
 class AuthenticationError(RegistryError):
     """Credentials that the registry or its token server rejected, or none where some are needed."""
 
@@ -208,6 +212,8 @@ class RegistryClient:
             response = self._send("GET", f"https://{self.host}/v2/", {}, None)
             response.read()
             return "https"
+        except CertificateError:
+            raise
         except RegistryError as error:
             log.debug("HTTPS to %s failed (%s), using plain HTTP", self.host, error)
             self._drop_connection("https", self.host)
@@ -256,7 +262,7 @@ class RegistryClient:
                 return connection.getresponse()
             except ssl.SSLCertVerificationError as error:
                 self._drop_connection(scheme, netloc)
-                raise RegistryError(
+                raise CertificateError(
                     f"TLS certificate of {netloc} is not trusted ({error.verify_message}): put its CA in "
                     f"/etc/docker/certs.d/{netloc}/ca.crt or $LAYERLAB_ROOT/certs.d/{netloc}/ca.crt"
                 ) from None
@@ -286,4 +292,4 @@ def _display(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-__all__ = ["RegistryClient", "RegistryError", "AuthenticationError", "parse_challenge"]
+__all__ = ["RegistryClient", "RegistryError", "AuthenticationError", "CertificateError", "parse_challenge"]

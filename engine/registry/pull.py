@@ -25,6 +25,7 @@ from layerlab.engine.digest import check_digest, short_id
 from layerlab.engine.errors import InvalidArgumentError, NotFoundError
 from layerlab.engine.image import Image
 from layerlab.engine.reference import Reference
+from layerlab.engine.store import ANNOTATION_IMAGE_ID
 from layerlab.engine.registry.blobinfo import BlobInfo, CompressedBlob
 from layerlab.engine.registry.client import RegistryClient, RegistryError
 from layerlab.engine.registry.manifests import (
@@ -96,7 +97,8 @@ def _pull(engine, client, reference: Reference, wanted: Platform, explicit_platf
             f"{len(diff_ids)} diff IDs: the image is broken"
         )
 
-    already = engine.store.has_blob(config_digest) and all(engine.store.has_blob(d) for d in diff_ids)
+    current = engine.images.find_descriptor(str(reference))
+    already = current is not None and current.annotations.get(ANNOTATION_IMAGE_ID) == config_digest
     blob_info = BlobInfo(engine.store)
     layers = []
     for descriptor, diff_id in zip(layer_descriptors, diff_ids):
