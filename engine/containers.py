@@ -60,6 +60,7 @@ class ContainerRecord:
     user: str
     hostname: str
     network: str = "host"
+    ports: list[str] = field(default_factory=list)  # published ports as "ip:hostport:containerport/proto"
     lowerdirs: list[str] = field(default_factory=list)
     state: ContainerState = field(default_factory=ContainerState)
     path: str = ""  # the container's folder; not saved

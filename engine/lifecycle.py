@@ -45,7 +45,9 @@ class RunOptions:
     user: str | None = None
     entrypoint: str | None = None
     hostname: str = ""
-    network: str = "host"
+    network: str = "bridge"
+    publish: list[str] = field(default_factory=list)  # -p values
+    publish_all: bool = False  # -P
 
 
 def process_args(settings: dict, command: list[str], entrypoint: str | None) -> list[str]:
@@ -130,6 +132,16 @@ def new_record(engine, image: Image, options: RunOptions) -> ContainerRecord:
             f"no command specified: image {options.image} has no CMD or ENTRYPOINT, so give one after the image name"
         )
     env = merge_env(settings.get("Env") or [f"PATH={DEFAULT_PATH}"], options.env)
+    ports = []
+    if options.network not in ("host", "none"):
+        from layerlab.engine import network
+
+        options.network = network.check_mode(engine, options.network)
+    if options.publish or options.publish_all:
+        from layerlab.engine import network
+
+        bindings = network.publish_bindings(engine, options.network, options.publish, options.publish_all, settings)
+        ports = [binding.to_text() for binding in bindings]
     container_id = new_container_id()
     record = ContainerRecord(
         id=container_id,
@@ -143,6 +155,7 @@ def new_record(engine, image: Image, options: RunOptions) -> ContainerRecord:
         user=settings.get("User", "") if options.user is None else options.user,
         hostname=options.hostname or container_id[:12],
         network=options.network,
+        ports=ports,
         lowerdirs=[init_layer(engine.root)] + engine.snapshots.lowerdirs(image),
     )
     return engine.containers.create(record)
@@ -159,9 +172,27 @@ def container_spec(record: ContainerRecord):
 
 def run_foreground(engine, record: ContainerRecord, stdout=None, stderr=None) -> int:
     """Start the container, wait for it and record how it ended; return its exit code."""
+    spec = container_spec(record)
+    attachment = attach_network(engine, record, spec)
+    try:
+        return _start_and_wait(engine, record, spec, stdout, stderr)
+    finally:
+        if attachment is not None:
+            attachment.teardown()
+
+
+def attach_network(engine, record: ContainerRecord, spec):
+    """Fill in the spec's network setup; return the attachment to tear down at exit (None for host and none)."""
+    if record.network in ("host", "none"):
+        return None  # keeps these modes free of the network package and pyroute2
+    from layerlab.engine import network
+
+    return network.attach(engine, record, spec)
+
+
+def _start_and_wait(engine, record: ContainerRecord, spec, stdout, stderr) -> int:
     from layerlab.engine import runtime
 
-    spec = container_spec(record)
     try:
         # A foreground container dies with the command that waits for it, even one killed with SIGKILL.
         container = runtime.start(spec, stdout=stdout, stderr=stderr, kill_with_parent=True)

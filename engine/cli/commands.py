@@ -8,7 +8,7 @@ import os
 import re
 
 from layerlab.engine.api import Engine
-from layerlab.engine.cli import container_commands, transfer_commands
+from layerlab.engine.cli import container_commands, network_commands, transfer_commands
 from layerlab.engine.errors import InvalidArgumentError, LayerlabError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ def run(options, presenter) -> int:
         entrypoint=options.entrypoint,
         hostname=options.hostname,
         network=options.network,
+        publish=options.publish,
+        publish_all=options.publish_all,
     )
     record = lifecycle.new_record(engine, image, run_options)
     if options.detach:
@@ -345,3 +347,4 @@ HANDLERS = {
 }
 HANDLERS.update(container_commands.HANDLERS)
 HANDLERS.update(transfer_commands.HANDLERS)
+HANDLERS.update(network_commands.HANDLERS)

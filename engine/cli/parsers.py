@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from layerlab.engine.cli import container_parsers, transfer_commands
+from layerlab.engine.cli import container_parsers, network_commands, transfer_commands
 
 
 class UsageError(Exception):
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
     container_parsers.add_commands(sub)
     transfer_commands.add_parsers(sub, _command)
+    network_commands.add_parsers(sub, _command)
     _image_group(sub)
     _container_group(sub)
     return parser
@@ -55,7 +56,7 @@ def _build(sub):
     p.add_argument("--target", help="build only up to this stage")
     p.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "rawjson"],
                    help="output style")
-    p.add_argument("--network", default="host", help="network for RUN steps (host or none)")
+    p.add_argument("--network", default="host", help="network for RUN steps: host, none, bridge or a network name")
     p.add_argument("--secret", action="append", default=[],
                    help="secret for RUN --mount=type=secret: id=NAME,src=PATH (mounted at /run/secrets/NAME)")
 
@@ -68,7 +69,11 @@ def _add_run_flags(p):
     p.add_argument("-u", "--user", default=None, help="user name or uid, optionally with :group")
     p.add_argument("--entrypoint", default=None, help="override the image's ENTRYPOINT (clears its CMD)")
     p.add_argument("-h", "--hostname", default="", help="container host name")
-    p.add_argument("--network", "--net", default="host", help="network mode: host or none")
+    p.add_argument("--network", "--net", default="bridge",
+                   help="network mode: bridge (default), host, none, a network name or container:NAME")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   help="publish a container port: [ip:][hostport:]containerport[/tcp|udp]")
+    p.add_argument("-P", "--publish-all", action="store_true", help="publish every EXPOSEd port to a free host port")
     p.add_argument("-i", "--interactive", action="store_true", help="keep standard input open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background")

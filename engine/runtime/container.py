@@ -12,12 +12,11 @@ import signal
 from layerlab.engine.errors import ContainerError, InvalidArgumentError
 from layerlab.engine.runtime import syscalls
 from layerlab.engine.runtime.child_errors import receive_error, send_error
+from layerlab.engine.runtime.netsync import NetworkHandshake
 from layerlab.engine.runtime.process import init_container
 from layerlab.engine.runtime.userns import MappingHandshake, host_mapping, needs_user_namespace
 
 log = logging.getLogger(__name__)
-
-_NETWORK_MODES = ("host", "none")
 
 
 class Container:
@@ -55,8 +54,10 @@ class Container:
 def _validate(spec):
     if not spec.process.args:
         raise InvalidArgumentError(f"container {spec.id}: no command specified")
-    if spec.network not in _NETWORK_MODES:
-        raise InvalidArgumentError(f"container {spec.id}: network {spec.network!r} is not supported, use host or none")
+    if spec.network not in ("host", "none") and spec.network_setup is None and not spec.netns_path:
+        raise InvalidArgumentError(
+            f"container {spec.id}: network {spec.network!r} needs a network_setup callback; use host or none without one"
+        )
     if spec.process.terminal:
         # TODO: allocate a pseudo-terminal on the container's devpts and hand its master to the caller.
         raise InvalidArgumentError(f"container {spec.id}: terminal mode is not supported yet")
@@ -100,12 +101,15 @@ def start(spec, stdin=None, stdout=None, stderr=None, *, kill_with_parent=False)
         return _start_in_user_namespace(spec, (stdin, stdout, stderr), kill_with_parent)
 
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    handshake = NetworkHandshake() if spec.network_setup is not None else None
 
     pid = fork_into_new_pid_namespace()
     if pid == 0:
-        _run_child(spec, (stdin, stdout, stderr), kill_with_parent, read_fd, write_fd)
+        _run_child(spec, (stdin, stdout, stderr), kill_with_parent, read_fd, write_fd, handshake)
 
     os.close(write_fd)
+    if handshake is not None:
+        _set_up_network(spec, pid, handshake, read_fd)
     error = receive_error(read_fd)
     if error is not None:
         os.waitpid(pid, 0)
@@ -116,12 +120,31 @@ def start(spec, stdin=None, stdout=None, stderr=None, *, kill_with_parent=False)
     return Container(spec.id, pid)
 
 
-def _run_child(spec, stdio, kill_with_parent, read_fd, write_fd):
+def _set_up_network(spec, pid, handshake, read_fd):
+    # The child goes on with its mounts while network_setup runs here.
+    handshake.launcher_side()
+    try:
+        if handshake.wait_ready():
+            spec.network_setup(pid)
+            handshake.release()
+        # Otherwise the child failed first, and its error is on read_fd.
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(read_fd)
+        raise
+    finally:
+        handshake.close()
+
+
+def _run_child(spec, stdio, kill_with_parent, read_fd, write_fd, network_handshake=None):
     # Runs in the forked child and never returns: it either execs or exits.
     exit_code = 125
     try:
         os.close(read_fd)
-        init_container(spec, stdio, kill_with_parent)
+        if network_handshake is not None:
+            network_handshake.child_side()
+        init_container(spec, stdio, kill_with_parent, network_handshake)
     except BaseException as error:
         exit_code = getattr(error, "exit_code", 125)
         try:

@@ -23,16 +23,23 @@ log = logging.getLogger(__name__)
 _UMASK = 0o022
 
 
-def init_container(spec, stdio, kill_with_parent):
-    """Set up the namespaces, root, user and capabilities of the container, then exec its program."""
+def init_container(spec, stdio, kill_with_parent, network_handshake=None):
+    """Set up the namespaces, root, user and capabilities of the container, then exec its program.
+
+    With a network_handshake (a netsync.NetworkHandshake) the child reports
+    its new network namespace to the launcher and waits, just before
+    execve, until the launcher has configured it.
+    """
     _detach_from_launcher(kill_with_parent)
 
     _unshare_namespaces(spec)
     syscalls.sethostname(spec.hostname)
-    if spec.network != "host":
+    if spec.network != "host" and not spec.netns_path:
         from layerlab.engine.runtime.loopback import set_loopback_up
 
         set_loopback_up()
+    if network_handshake is not None:
+        network_handshake.notify_ready()
 
     os.umask(_UMASK)
     rootfs.make_mounts_private()
@@ -56,6 +63,8 @@ def init_container(spec, stdio, kill_with_parent):
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
 
     _chdir(spec.process.cwd)
+    if network_handshake is not None:
+        network_handshake.wait_released()
     execve(spec.process.args, env)
 
 
@@ -80,7 +89,16 @@ def _detach_from_launcher(kill_with_parent):
 def _unshare_namespaces(spec):
     # The PID namespace was entered at fork time by `container.start`.
     flags = syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
-    if spec.network != "host":
+    if spec.netns_path:
+        # --network container:NAME shares another container's network namespace.
+        try:
+            netns = os.open(spec.netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as error:
+            raise ContainerError(f"cannot open network namespace {spec.netns_path}: {error.strerror}; "
+                                 "is the container whose network is shared still running?") from None
+        syscalls.setns(netns, syscalls.CLONE_NEWNET)
+        os.close(netns)
+    elif spec.network != "host":
         flags |= syscalls.CLONE_NEWNET
     syscalls.unshare(flags)
 

@@ -1,5 +1,6 @@
 """Container specifications: the root file system, the process and the namespace options."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -42,7 +43,9 @@ class ContainerSpec:
     rootfs: RootfsSpec
     process: ProcessSpec
     hostname: str
-    network: str = "host"  # "host" shares the host's network namespace, "none" gets only loopback
+    # "host" shares the host's network namespace, "none" gets only loopback, and
+    # any other value (a network name) gets a new namespace that network_setup configures.
+    network: str = "host"
     etc_files: dict[str, str] = field(default_factory=dict)  # "/etc/hosts" -> host path, bound read-write
     readonly_rootfs: bool = False
     cap_add: tuple[str, ...] = ()  # capability names such as "NET_ADMIN", "CAP_NET_ADMIN" or "ALL"
@@ -50,3 +53,7 @@ class ContainerSpec:
     privileged: bool = False
     no_new_privileges: bool = False  # Docker's --security-opt no-new-privileges
     mounts: list[Mount] = field(default_factory=list)  # mounted in order, after etc_files
+    # Called by the launcher as network_setup(pid) once the container's network
+    # namespace exists; the container's program is executed only after it returns.
+    network_setup: Callable[[int], None] | None = None
+    netns_path: str = ""  # join this network namespace (/proc/PID/ns/net) instead of creating one

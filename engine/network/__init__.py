@@ -1,0 +1,135 @@
+"""Container networking: bridge networks with NAT, published ports and name resolution between peers.
+
+Importing this package is cheap: pyroute2 is imported (by `netlink`) only
+when a container is actually attached to a bridge or links are cleaned up.
+
+Network modes, as in `docker run --network`: `host`, `none`, `bridge` (the
+default network on bridge `layerlab0`), the name of a network made with
+`network create`, and `container:NAME`, which shares another container's
+network namespace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from layerlab.engine.errors import ConflictError, InvalidArgumentError
+from layerlab.engine.network.attach import Attachment, detach_container
+from layerlab.engine.network.ports import PortBinding, exposed_ports, parse_publish, ports_column, resolve_host_ports
+from layerlab.engine.network.records import DEFAULT_NETWORK, SPECIAL_MODES, Endpoint, Network, NetworkStore
+
+log = logging.getLogger(__name__)
+
+
+def network_store(engine) -> NetworkStore:
+    return NetworkStore(engine.root, engine.store.lock_dir)
+
+
+def check_mode(engine, mode: str) -> str:
+    """Validate a --network value and return it; a named network must exist (`bridge` always does)."""
+    if mode in SPECIAL_MODES or mode == DEFAULT_NETWORK:
+        return mode
+    if mode.startswith("container:"):
+        if not mode.partition(":")[2]:
+            raise InvalidArgumentError("--network container: needs a container name, as in container:web")
+        return mode
+    return network_store(engine).get(mode).name
+
+
+def publish_bindings(engine, mode: str, publish: list[str], publish_all: bool, settings: dict) -> list[PortBinding]:
+    """Turn -p values and -P into bindings with concrete host ports, as `docker run` does at start."""
+    requested: list[PortBinding] = []
+    for text in publish:
+        requested += parse_publish(text)
+    if publish_all:
+        given = {(b.container_port, b.protocol) for b in requested}
+        requested += [b for b in exposed_ports(settings) if (b.container_port, b.protocol) not in given]
+    if not requested:
+        return []
+    if mode in SPECIAL_MODES or mode.startswith("container:"):
+        # Docker prints the same warning and drops the ports in these modes.
+        log.warning("published ports are discarded when using the %s network mode", mode)
+        return []
+    return resolve_host_ports(requested, published_by_running(engine))
+
+
+def published_by_running(engine) -> set[tuple[str, int]]:
+    """Return the (protocol, host port) pairs that running containers publish."""
+    taken = set()
+    for record in engine.containers.list():
+        if record.state.status == "running" and _alive(record.state.pid):
+            for text in getattr(record, "ports", []) or []:
+                for binding in parse_publish(text):
+                    taken.add((binding.protocol, binding.host_port))
+    return taken
+
+
+def attach(engine, record, spec) -> Attachment | None:
+    """Connect the container of `record` to its network by filling in `spec`; return what teardown needs.
+
+    Returns None for host and none, which need nothing at start or exit.
+    """
+    mode = record.network
+    if mode in SPECIAL_MODES:
+        return None
+    if mode.startswith("container:"):
+        other = engine.container(mode.partition(":")[2])
+        engine._refresh_state(other)
+        if other.state.status != "running":
+            raise ConflictError(f"cannot join the network of container {other.name}: it is not running; start it first")
+        spec.netns_path = f"/proc/{other.state.pid}/ns/net"
+        for name in ("hosts", "resolv.conf"):
+            spec.etc_files[f"/etc/{name}"] = os.path.join(other.path, name)
+        return None
+
+    ports = [binding for text in getattr(record, "ports", []) or [] for binding in parse_publish(text)]
+    attachment = Attachment(network_store(engine), record.id, record.name, record.hostname, spec.etc_files, ports)
+    attachment.prepare(mode)
+    spec.network = mode
+    spec.network_setup = attachment.setup
+    return attachment
+
+
+def attach_build(engine, spec) -> Attachment | None:
+    """Connect a build step's container when the build asked for a bridge network (`build --network bridge`)."""
+    if spec.network in SPECIAL_MODES:
+        return None
+    attachment = Attachment(network_store(engine), spec.id, "", spec.hostname, spec.etc_files)
+    attachment.prepare(check_mode(engine, spec.network))
+    spec.network_setup = attachment.setup
+    return attachment
+
+
+def port_lines(record) -> list[str]:
+    """Return `layerlab port`'s lines: `80/tcp -> 0.0.0.0:8080`."""
+    lines = []
+    for text in getattr(record, "ports", []) or []:
+        for binding in parse_publish(text):
+            lines.append(f"{binding.container_port}/{binding.protocol} -> {binding.host_ip}:{binding.host_port}")
+    return lines
+
+
+def ports_text(record) -> str:
+    """Return the PORTS column of `ps` for a container record."""
+    bindings = [binding for text in getattr(record, "ports", []) or [] for binding in parse_publish(text)]
+    return ports_column(bindings)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+__all__ = [
+    "Attachment", "DEFAULT_NETWORK", "Endpoint", "Network", "NetworkStore", "PortBinding",
+    "attach", "attach_build", "check_mode", "detach_container", "network_store", "port_lines",
+    "ports_text", "publish_bindings",
+]

@@ -1,0 +1,167 @@
+"""Network commands on the engine: remove, prune, connect, disconnect, and the repair of crash leftovers.
+
+A launcher killed with SIGKILL cannot tear down: its container's address
+stays allocated and its port rules stay in the kernel (the veth pair goes
+with the container's namespace). `repair` finds such leftovers by the
+endpoint's PIDs, the rules' `layerlab` comments and the link names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+from layerlab.engine.errors import ConflictError, InvalidArgumentError
+from layerlab.engine.network import iptables
+from layerlab.engine.network.attach import connect_link, detach_container, hosts_for, host_veth_name, refresh_hosts
+from layerlab.engine.network.etcfiles import container_file, rewrite_in_place
+from layerlab.engine.network.records import DEFAULT_BRIDGE, DEFAULT_NETWORK, Endpoint, Network, NetworkStore
+
+log = logging.getLogger(__name__)
+
+_VETH = re.compile(r"^veth[0-9a-f]{7}[0-9]$")
+_BRIDGE = re.compile(r"^ll-[0-9a-f]{12}$")
+
+
+def remove_network(networks: NetworkStore, network: Network) -> None:
+    """Delete the record, then the bridge and the network's rules."""
+    if network.name != DEFAULT_NETWORK:
+        _drop_dead_endpoints(networks, network)
+    networks.remove(networks.get(network.name))
+    _delete_bridge(network.bridge)
+    iptables.remove(lambda comment: comment.startswith(iptables.network_comment(network.name) + " "))
+    log.info("removed network %s and bridge %s", network.name, network.bridge)
+
+
+def prune(networks: NetworkStore) -> list[str]:
+    """Remove every user-defined network without live endpoints and repair leftovers; return the removed names."""
+    repair(networks)
+    removed = []
+    for network in networks.list():
+        if network.name != DEFAULT_NETWORK and not network.endpoints:
+            try:
+                remove_network(networks, network)
+            except ConflictError:
+                continue  # a container joined meanwhile
+            removed.append(network.name)
+    return removed
+
+
+def repair(networks: NetworkStore, *, dry_run: bool = False) -> list[str]:
+    """Find (and unless dry_run, remove) what crashed launchers left: addresses, rules, veths and bridges."""
+    problems = []
+    live_ids = set()
+    for network in networks.list():
+        for endpoint in list(network.endpoints.values()):
+            if endpoint.alive():
+                live_ids.add(endpoint.container_id[:12])
+                continue
+            problems.append(f"network {network.name}: address {endpoint.address} of exited container "
+                            f"{endpoint.container_id[:12]} is still allocated")
+            if not dry_run:
+                detach_container(networks, endpoint.container_id)
+    names = {network.name for network in networks.list()}
+
+    def stale_rule(comment: str) -> bool:
+        kind, _, rest = comment.removeprefix(iptables.TAG + " ").partition("=")
+        subject = rest.split(" ")[0]
+        return (kind == "container" and subject not in live_ids) or (kind == "network" and subject not in names)
+
+    for _, line, comment in iptables.tagged_rules():
+        if stale_rule(comment):
+            problems.append(f"iptables rule left over: {line}")
+    if not dry_run:
+        iptables.remove(stale_rule)
+
+    problems += _repair_links(networks, live_ids, dry_run)
+    return problems
+
+
+def _repair_links(networks: NetworkStore, live_ids: set[str], dry_run: bool) -> list[str]:
+    from layerlab.engine.network import netlink
+
+    problems = []
+    bridges = {network.bridge for network in networks.list()}
+    live_prefixes = {container_id[:7] for container_id in live_ids}
+    IPRoute = netlink.iproute_class()
+    with IPRoute() as ipr:
+        by_index = {link["index"]: link.get("ifname") for link in ipr.get_links()}
+        ours = {DEFAULT_BRIDGE} | {name for name in by_index.values() if name and _BRIDGE.match(name)}
+        for link in ipr.get_links():
+            name = link.get("ifname") or ""
+            master = by_index.get(link.get("master"))
+            stale = False
+            if _VETH.match(name) and master in ours and name[4:11] not in live_prefixes:
+                stale = True
+            elif name in ours and name not in bridges:
+                stale = True
+            if stale:
+                problems.append(f"link {name} left over")
+                if not dry_run:
+                    netlink.delete_link(ipr, name)
+    return problems
+
+
+def connect(engine, networks: NetworkStore, network_name: str, record) -> Endpoint:
+    """Add a running container to another network: a new veth pair (eth1, eth2, ...) and peers in /etc/hosts."""
+    from layerlab.engine.network import netlink
+
+    engine._refresh_state(record)
+    if record.state.status != "running":
+        # TODO: remember networks of stopped containers and attach them at the next start, as Docker does.
+        raise ConflictError(f"container {record.name} is not running: connect works on running containers only")
+    if record.network in ("host", "none") or record.network.startswith("container:"):
+        raise InvalidArgumentError(f"container {record.name} uses network mode {record.network}, which cannot be connected")
+
+    joined = [n for n in networks.list() if record.id in n.endpoints]
+    network = networks.get(network_name)
+    position = len(joined)
+    endpoint = Endpoint(record.id, record.name, record.hostname, "", f"eth{position}",
+                        host_veth_name(record.id, position), launcher=os.getpid())
+    network = networks.allocate(network.name, endpoint)
+    try:
+        netns = os.open(f"/proc/{record.state.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            connect_link(netlink, network, endpoint, netns, default_route=False)
+        finally:
+            os.close(netns)
+        iptables.ensure(iptables.network_rules(network.name, network.bridge, network.subnet))
+    except BaseException:
+        networks.release(network.name, record.id)
+        raise
+    networks.update(network.name, record.id, pid=record.state.pid, launcher=0)
+    refresh_hosts(networks, networks.get(network.name))
+    rewrite_in_place(container_file(engine.root, record.id, "hosts"), hosts_for(networks, record.id))
+    return endpoint
+
+
+def disconnect(engine, networks: NetworkStore, network_name: str, record) -> None:
+    """Remove a container from a network: delete its veth pair and its name from the peers' /etc/hosts."""
+    from layerlab.engine.network import netlink
+
+    network = networks.get(network_name)
+    endpoint = network.endpoints.get(record.id)
+    if endpoint is None:
+        raise InvalidArgumentError(f"container {record.name} is not connected to network {network.name}")
+    IPRoute = netlink.iproute_class()
+    with IPRoute() as ipr:
+        netlink.delete_link(ipr, endpoint.host_interface)
+    updated = networks.release(network.name, record.id)
+    if updated is not None:
+        refresh_hosts(networks, updated)
+    rewrite_in_place(container_file(engine.root, record.id, "hosts"), hosts_for(networks, record.id))
+
+
+def _drop_dead_endpoints(networks: NetworkStore, network: Network) -> None:
+    for endpoint in list(network.endpoints.values()):
+        if not endpoint.alive():
+            networks.release(network.name, endpoint.container_id)
+
+
+def _delete_bridge(name: str) -> None:
+    from layerlab.engine.network import netlink
+
+    IPRoute = netlink.iproute_class()
+    with IPRoute() as ipr:
+        netlink.delete_link(ipr, name)
