@@ -153,7 +153,12 @@ class Engine:
             if not all and record.state.status != "running":
                 continue
             created = parse_rfc3339(record.created)
-            rows.append(ContainerRow(record.id, record.image, record.command, created, record.status_text(), "", record.name))
+            ports = ""
+            if record.ports and record.state.status == "running":
+                from layerlab.engine.network import ports_text
+
+                ports = ports_text(record)
+            rows.append(ContainerRow(record.id, record.image, record.command, created, record.status_text(), ports, record.name))
         return ContainersView(rows, quiet=quiet, no_trunc=no_trunc)
 
     def inspect_container(self, name_or_id: str) -> dict:

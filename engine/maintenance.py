@@ -59,6 +59,13 @@ def fsck(engine, *, repair: bool = False) -> list[str]:
     if repair:
         engine.snapshots.remove_partial()
         engine.containers.remove_partial()
+
+    # Addresses, NAT rules, veths and bridges that a killed launcher left; the check
+    # needs pyroute2 and iptables, so a store that never used a bridge network skips it.
+    if os.path.isdir(os.path.join(engine.root, "networks")):
+        from layerlab.engine.network import manage, network_store
+
+        problems += manage.repair(network_store(engine), dry_run=not repair)
     return problems
 
 

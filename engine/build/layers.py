@@ -86,7 +86,16 @@ def run_step(run, state, command: list[str], build_args: dict[str, str], created
                                      network=network or run.request.network, etc_files=etc_files,
                                      mounts=extra.mounts)
         run.emit(events.ContainerStarted(run.index, container_id))
-        status, tail = _run_container(run, spec)
+        attachment = None
+        if spec.network not in ("host", "none"):
+            from layerlab.engine.network import attach_build
+
+            attachment = attach_build(run.engine, spec)  # `build --network bridge` or a network name
+        try:
+            status, tail = _run_container(run, spec)
+        finally:
+            if attachment is not None:
+                attachment.teardown()
         if status != 0:
             raise BuildStepError(
                 f"The command '{' '.join(command)}' returned a non-zero code: {status}",
