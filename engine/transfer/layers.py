@@ -72,6 +72,16 @@ class _Decompressor:
             raise InvalidArgumentError(f"unknown layer compression {compression!r}: expected gzip, zstd or none")
 
     def feed(self, data: bytes) -> bytes:
+        try:
+            return self._feed(data)
+        except zlib.error as error:
+            raise BlobMismatchError(f"layer is not valid gzip: {error}") from None
+        except Exception as error:
+            if type(error).__name__ == "ZstdError":
+                raise BlobMismatchError(f"layer is not valid zstd: {error}") from None
+            raise
+
+    def _feed(self, data: bytes) -> bytes:
         if self.compression == "none":
             return data
         if self.compression == "zstd":
@@ -116,6 +126,7 @@ def store_layer(
     decompressor = _Decompressor(compression_of(media_type, head))
     arrived = hashlib.sha256()
     arrived_size = 0
+    broken: BlobMismatchError | None = None
     with store.blob_writer() as writer:
         chunk = head
         while chunk:
@@ -125,7 +136,12 @@ def store_layer(
                 raise BlobMismatchError(
                     f"layer {expected_digest} is larger than the {expected_size} bytes its descriptor gives"
                 )
-            writer.write(decompressor.feed(chunk))
+            if broken is None:
+                try:
+                    writer.write(decompressor.feed(chunk))
+                except BlobMismatchError as error:
+                    # Keep hashing: a digest mismatch explains corrupt data better than the decompressor.
+                    broken = error
             if on_bytes is not None:
                 on_bytes(len(chunk))
             chunk = source.read(CHUNK_SIZE)
@@ -137,6 +153,8 @@ def store_layer(
         arrived_digest = "sha256:" + arrived.hexdigest()
         if expected_digest is not None and arrived_digest != expected_digest:
             raise BlobMismatchError(f"layer digest mismatch: expected {expected_digest}, got {arrived_digest}")
+        if broken is not None:
+            raise broken
         writer.write(decompressor.finish())
 
         try:
