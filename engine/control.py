@@ -47,6 +47,15 @@ def refresh_state(engine, record: ContainerRecord) -> None:
     if monitor_pid(record) or procfs.is_namespace_init(record.state.pid):
         return
 
+    # The record in memory may predate the exit that the monitor saved just before it exited.
+    try:
+        saved = engine.containers.get(record.id)
+    except NotFoundError:
+        return
+    if saved.state.status != "running":
+        record.state = saved.state
+        return
+
     log.info("container %s (pid %d) and its monitor are gone, so its exit code is lost; recording 137",
              record.id, record.state.pid)
     record.state.status = "exited"

@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 
-from layerlab.engine.errors import ContainerError, NotFoundError
+from layerlab.engine.errors import ContainerError, LayerlabError, NotFoundError
 
 # Named explicitly, because the monitor runs this file as __main__.
 log = logging.getLogger("layerlab.engine.monitor")
@@ -105,19 +105,18 @@ class Monitor:
         self.engine = engine
         self.record = record
         self.remove = remove
+        self.network = None  # the network attachment to tear down after the exit
 
     def run(self, handshake_fd: int) -> int:
         _write_pid_file(self.record.path)
         try:
             container, pipes = self._start_container()
-        except ContainerError as error:
-            exit_code = getattr(error, "exit_code", 125) or 125
+        except LayerlabError as error:
             log.info("container %s failed to start: %s", self.record.id, error)
-            # Docker leaves a container that failed to start in the Created state, with the exit code.
-            self._record_exit(exit_code, str(error), status="created")
-            _reply(handshake_fd, {"error": str(error), "exit_code": exit_code})
-            self._finish()
-            return exit_code
+            return self._fail(handshake_fd, str(error), getattr(error, "exit_code", 125) or 125)
+        except Exception as error:  # noqa: BLE001 - the caller must get a reply, whatever failed
+            log.exception("container %s failed to start", self.record.id)
+            return self._fail(handshake_fd, f"{type(error).__name__}: {error}", 125)
 
         self._record_start(container.pid)
         _reply(handshake_fd, {"pid": container.pid})
@@ -128,10 +127,18 @@ class Monitor:
         self._finish()
         return status
 
+    def _fail(self, handshake_fd: int, message: str, exit_code: int) -> int:
+        # Docker leaves a container that failed to start in the Created state, with the exit code.
+        self._record_exit(exit_code, message, status="created")
+        _reply(handshake_fd, {"error": message, "exit_code": exit_code})
+        self._finish()
+        return exit_code
+
     def _start_container(self):
         from layerlab.engine import lifecycle, runtime
 
         spec = lifecycle.container_spec(self.record)
+        self.network = lifecycle.attach_network(self.engine, self.record, spec)
         stdout_read, stdout_write = os.pipe2(os.O_CLOEXEC)
         stderr_read, stderr_write = os.pipe2(os.O_CLOEXEC)
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -188,6 +195,9 @@ class Monitor:
         log.info("container %s exited with code %d", self.record.id, exit_code)
 
     def _finish(self) -> None:
+        if self.network is not None:
+            self.network.teardown()
+
         # The PID file goes last: while the monitor is alive, it alone writes the record.
         if self.remove:
             try:
