@@ -93,9 +93,12 @@ def registry(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def docker_config(tmp_path, monkeypatch):
-    """An empty DOCKER_CONFIG directory, so tests never read or write the real ~/.docker."""
+    """An empty DOCKER_CONFIG directory, so tests never read or write the real ~/.docker.
+
+    It is autouse so that it is set before `cli` copies the environment.
+    """
     directory = tmp_path / "docker-config"
     directory.mkdir()
     monkeypatch.setenv("DOCKER_CONFIG", str(directory))
