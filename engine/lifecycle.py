@@ -45,7 +45,7 @@ class RunOptions:
     user: str | None = None
     entrypoint: str | None = None
     hostname: str = ""
-    network: str = "bridge"
+    network: str = ""  # "" picks default_network()
     publish: list[str] = field(default_factory=list)  # -p values
     publish_all: bool = False  # -P
 
@@ -124,6 +124,16 @@ def _host_resolv_conf() -> str:
         return ""
 
 
+def default_network() -> str:
+    """Return the network mode of a `run` without --network: bridge as root, host when rootless."""
+    if os.geteuid() == 0:
+        return "bridge"
+    # A bridge needs veth pairs in the host's namespace, which an ordinary
+    # user cannot create, and slirp4netns or pasta is not wired up yet.
+    log.debug("rootless: using the host's network namespace, as no bridge can be created")
+    return "host"
+
+
 def new_record(engine, image: Image, options: RunOptions) -> ContainerRecord:
     settings = image.settings
     args = process_args(settings, options.command, options.entrypoint)
@@ -133,6 +143,7 @@ def new_record(engine, image: Image, options: RunOptions) -> ContainerRecord:
         )
     env = merge_env(settings.get("Env") or [f"PATH={DEFAULT_PATH}"], options.env)
     ports = []
+    options.network = options.network or default_network()
     if options.network not in ("host", "none"):
         from layerlab.engine import network
 

@@ -69,8 +69,9 @@ def _add_run_flags(p):
     p.add_argument("-u", "--user", default=None, help="user name or uid, optionally with :group")
     p.add_argument("--entrypoint", default=None, help="override the image's ENTRYPOINT (clears its CMD)")
     p.add_argument("-h", "--hostname", default="", help="container host name")
-    p.add_argument("--network", "--net", default="bridge",
-                   help="network mode: bridge (default), host, none, a network name or container:NAME")
+    p.add_argument("--network", "--net", default="",
+                   help="network mode: bridge (the default as root), host (the default rootless), none, "
+                        "a network name or container:NAME")
     p.add_argument("-p", "--publish", action="append", default=[],
                    help="publish a container port: [ip:][hostport:]containerport[/tcp|udp]")
     p.add_argument("-P", "--publish-all", action="store_true", help="publish every EXPOSEd port to a free host port")
