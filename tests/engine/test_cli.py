@@ -1,0 +1,172 @@
+"""The `layerlab` command line: Docker's table columns, exit codes and error output."""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def busybox_template(tmp_path_factory):
+    """A store with `layerlab bootstrap busybox` done once; tests copy it."""
+    root = tmp_path_factory.mktemp("busybox-template")
+    env = dict(os.environ, LAYERLAB_ROOT=str(root))
+    subprocess.run([sys.executable, "-m", "layerlab", "bootstrap", "busybox"], env=env, check=True,
+                   capture_output=True, timeout=300)
+    return root
+
+
+@pytest.fixture
+def busybox(store_root, busybox_template):
+    shutil.copytree(busybox_template, store_root, dirs_exist_ok=True, symlinks=True)
+    return store_root
+
+
+def columns(header):
+    """Split a table header on the runs of two or more spaces that separate Docker's columns."""
+    return re.split(r" {2,}", header.strip())
+
+
+def test_images_header(busybox, cli):
+    header = cli("images").stdout.splitlines()[0]
+
+    assert columns(header) == ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+
+
+def test_images_row(busybox, cli):
+    row = columns(cli("images").stdout.splitlines()[1])
+
+    assert row[:2] == ["busybox", "latest"]
+    assert re.fullmatch(r"[0-9a-f]{12}", row[2])
+
+
+def test_images_quiet(busybox, cli):
+    quiet = cli("images", "-q").stdout
+
+    assert re.fullmatch(r"[0-9a-f]{12}\n", quiet)
+
+
+def test_images_no_trunc(busybox, cli):
+    row = columns(cli("images", "--no-trunc").stdout.splitlines()[1])
+
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", row[2])
+
+
+def test_ps_header(busybox, cli):
+    cli("run", "--name", "t", "busybox", "true")
+
+    header = cli("ps", "-a").stdout.splitlines()[0]
+
+    assert columns(header) == ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+
+
+def test_ps_hides_exited(busybox, cli):
+    cli("run", "--name", "t", "busybox", "true")
+
+    lines = cli("ps").stdout.splitlines()
+
+    assert len(lines) == 1
+
+
+def test_ps_exited_status(busybox, cli):
+    cli("run", "--name", "t", "busybox", "sh", "-c", "exit 4")
+
+    row = cli("ps", "-a").stdout.splitlines()[1]
+
+    assert "Exited (4)" in row
+    assert '"sh -c exit 4"' in row
+
+
+def test_history_header(busybox, cli):
+    header = cli("history", "busybox").stdout.splitlines()[0]
+
+    assert columns(header) == ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
+
+
+def test_history_quiet(busybox, cli):
+    lines = cli("history", "-q", "busybox").stdout.splitlines()
+
+    assert lines[-1] == "<missing>"
+    assert re.fullmatch(r"[0-9a-f]{12}", lines[0])
+
+
+def test_usage_error(store_root, cli):
+    result = cli("run")
+
+    assert result.returncode == 125
+    assert "See 'layerlab --help'." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_command(store_root, cli):
+    result = cli("frobnicate")
+
+    assert result.returncode == 125
+    assert "frobnicate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_exit_zero(store_root, cli):
+    result = cli("--help")
+
+    assert result.returncode == 0
+    assert "build" in result.stdout
+
+
+def test_version(store_root, cli):
+    result = cli("version")
+
+    assert result.stdout.startswith("layerlab version ")
+
+
+def test_inspect_missing(busybox, cli):
+    result = cli("inspect", "nothere")
+
+    assert result.returncode == 1
+    assert "Error: No such object: nothere" in result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_inspect_format(busybox, cli):
+    result = cli("inspect", "--format", "{{json .Config.Cmd}}", "busybox")
+
+    assert result.stdout == '["sh"]\n'
+
+
+def test_inspect_image_id(busybox, cli):
+    image_id = json.loads(cli("inspect", "busybox").stdout)[0]["Id"]
+
+    blob = busybox / "blobs" / "sha256" / image_id.removeprefix("sha256:")
+
+    assert image_id == "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+
+
+def test_tag_then_images(busybox, cli):
+    cli("tag", "busybox", "localhost:5000/box:v1")
+
+    repositories = [columns(line)[:2] for line in cli("images").stdout.splitlines()[1:]]
+
+    assert ["localhost:5000/box", "v1"] in repositories
+
+
+def test_fsck_fresh_store(busybox, cli):
+    result = cli("fsck")
+
+    assert result.returncode == 0
+    assert result.stdout == "store is consistent\n"
+
+
+def test_fsck_corrupt_blob(busybox, cli):
+    image_id = json.loads(cli("inspect", "busybox").stdout)[0]["Id"]
+    blob = busybox / "blobs" / "sha256" / image_id.removeprefix("sha256:")
+    blob.write_bytes(blob.read_bytes() + b" ")
+
+    result = cli("fsck")
+
+    assert result.returncode == 1
+    assert f"blob {image_id} does not match its digest" in result.stdout
