@@ -156,6 +156,8 @@ def remove(engine, record: ContainerRecord, *, force: bool) -> None:
             os.kill(record.state.pid, signal.SIGKILL)
             procfs.wait_for_exit(record.state.pid)
         _wait_for_monitor(record)
+        # TODO: release the network addresses and port rules when the monitor
+        # died before it could; until then `layerlab fsck --repair` must.
 
     try:
         engine.containers.remove(record)

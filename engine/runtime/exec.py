@@ -64,6 +64,7 @@ def exec_process(init_pid, process, *, join_network, stdio=(None, None, None)):
     before that raises ContainerError, with exit_code 127 for a missing
     program and 126 for one that cannot be executed.
     """
+    # TODO: join the container's user namespace first, so exec works in rootless containers.
     namespace_fds = _open_namespaces(init_pid, join_network)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
