@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import secrets
+import shlex
 import tempfile
 from dataclasses import asdict, dataclass, field
 
@@ -75,7 +76,8 @@ class ContainerRecord:
 
     @property
     def command(self) -> str:
-        return " ".join(self.args)
+        """Return the command as `ps` shows it: arguments quoted the way a shell would need them."""
+        return shlex.join(self.args)
 
     def status_text(self, now: datetime.datetime | None = None) -> str:
         """Return the STATUS column of `ps`: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import shlex
 from dataclasses import dataclass, field
 
 from layerlab.engine.containers import ContainerRecord, check_container_name, new_container_id
@@ -251,7 +250,7 @@ def commit(engine, record: ContainerRecord, reference: str | None, *, message: s
         info = write_layer_as_root(record.upperdir, writer)
         writer.commit(info.digest)
     draft.add_layer(info.digest, info.size)
-    draft.add_history(shlex.join(record.args) if record.args else "", empty_layer=False, comment=message, author=author)
+    draft.add_history(" ".join(record.args), empty_layer=False, comment=message, author=author)
     if author:
         draft.config["author"] = author
     for change in changes or []:
