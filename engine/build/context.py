@@ -89,7 +89,7 @@ class BuildContext:
             dirs[:] = kept
             for name in sorted(files) + dirs:
                 rel = _join(rel_current, name)
-                if not self._excluded(rel):
+                if not self._excluded(rel) and not self._excluded_inside(source, rel):
                     found.append(rel)
         return sorted(found)
 
@@ -135,6 +135,12 @@ class BuildContext:
                         next_candidates.append(_join(base, name))
             candidates = next_candidates
         return [rel for rel in candidates if not self._excluded(rel)]
+
+    def _excluded_inside(self, source: Source, rel: str) -> bool:
+        # COPY --exclude patterns also match relative to a directory source, as BuildKit's do.
+        if self.excludes is None or source.relpath in ("", "."):
+            return False
+        return self.excludes.excluded(os.path.relpath(rel, source.relpath))
 
     def _excluded(self, rel: str) -> bool:
         if rel in ("", "."):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from layerlab.engine.image import Image, ImageDraft
+from layerlab.engine.image import DEFAULT_PATH, Image, ImageDraft
 
 
 @dataclass
@@ -56,6 +56,10 @@ class StageState:
         draft = ImageDraft.from_image(self.image) if self.image else ImageDraft.empty()
         if self.clear_onbuild:
             draft.settings.pop("OnBuild", None)
+        env = draft.settings.get("Env") or []
+        if not any(entry.startswith("PATH=") for entry in env):
+            # Both of Docker's builders give a stage whose base image sets no PATH the default one.
+            draft.settings["Env"] = [f"PATH={DEFAULT_PATH}"] + list(env)
         return draft
 
     def settings(self) -> dict:
