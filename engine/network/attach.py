@@ -70,10 +70,10 @@ class Attachment:
 
         rules = []
         for network in self.joined:
-            rules += iptables.network_rules(network.name, network.bridge, network.subnet)
+            rules += iptables.network_rules(network.bridge, network.subnet)
         if self.ports and self.joined:
             address = self.joined[0].endpoints[self.container_id].address
-            rules += iptables.port_rules(self.container_id, address, self.ports)
+            rules += iptables.port_rules(self.networks.store_tag, self.container_id, address, self.ports)
         iptables.ensure(rules)
 
     def teardown(self) -> None:
@@ -106,7 +106,8 @@ def detach_container(networks: NetworkStore, container_id: str) -> None:
             refresh_hosts(networks, updated)
             log.info("released container %s from network %s", container_id[:12], network.name)
     try:
-        iptables.remove(lambda comment: comment.startswith(iptables.container_comment(container_id) + " "))
+        prefix = iptables.container_comment(networks.store_tag, container_id) + " "
+        iptables.remove(lambda comment: comment.startswith(prefix))
     except ContainerError as error:
         log.warning("cannot delete the port rules of container %s: %s; run `layerlab network prune`", container_id[:12], error)
 

@@ -8,7 +8,9 @@ through `iptables-restore --noflush`, one process per batch.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import shlex
 import shutil
 import subprocess
@@ -35,20 +37,26 @@ class Rule:
         return " ".join(f'"{word}"' if word == self.comment else word for word in words)
 
 
-def network_comment(name: str) -> str:
-    return f"{TAG} network={name}"
+def store_tag(root: str) -> str:
+    """Return 8 hex digits that name a store in rule comments, so that repair leaves other stores' rules alone."""
+    return hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:8]
 
 
-def container_comment(container_id: str) -> str:
-    return f"{TAG} container={container_id[:12]}"
+def bridge_comment(bridge: str) -> str:
+    """Return the comment prefix of a bridge's rules: stores that share a bridge share its rules."""
+    return f"{TAG} bridge={bridge}"
 
 
-def network_rules(name: str, bridge: str, subnet: str) -> list[Rule]:
+def container_comment(store: str, container_id: str) -> str:
+    return f"{TAG} {store} container={container_id[:12]}"
+
+
+def network_rules(bridge: str, subnet: str) -> list[Rule]:
     """Return the rules a bridge network needs: outbound MASQUERADE, forwarding, and loopback-published ports."""
-    base = network_comment(name)
+    base = bridge_comment(bridge)
     return [
         # Traffic from the subnet to anywhere but the bridge leaves with the host's address.
-        Rule("nat", "POSTROUTING", ("-s", subnet, "!", "-o", bridge), ("-j", "MASQUERADE"), f"{base} masquerade"),
+        Rule("nat", "POSTROUTING", ("-s", subnet, "!", "-o", bridge), ("-j", "MASQUERADE"), f"{base} {subnet} masquerade"),
         # Connections to a published port on 127.0.0.1 reach the bridge with a loopback source,
         # which the container would answer locally, so they take the bridge's address.
         Rule("nat", "POSTROUTING", ("-o", bridge, "-m", "addrtype", "--src-type", "LOCAL"), ("-j", "MASQUERADE"),
@@ -59,14 +67,14 @@ def network_rules(name: str, bridge: str, subnet: str) -> list[Rule]:
     ]
 
 
-def port_rules(container_id: str, address: str, bindings) -> list[Rule]:
+def port_rules(store: str, container_id: str, address: str, bindings) -> list[Rule]:
     """Return DNAT rules for `bindings` (PortBindings) to the container at `address`.
 
     PREROUTING catches connections from other hosts and containers, OUTPUT
     those that the host itself makes, 127.0.0.1 included.
     """
     rules = []
-    base = container_comment(container_id)
+    base = container_comment(store, container_id)
     for binding in bindings:
         if binding.host_ip == "0.0.0.0":
             destination = ("-m", "addrtype", "--dst-type", "LOCAL")

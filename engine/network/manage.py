@@ -16,12 +16,11 @@ from layerlab.engine.errors import ConflictError, InvalidArgumentError
 from layerlab.engine.network import iptables
 from layerlab.engine.network.attach import connect_link, detach_container, hosts_for, host_veth_name, refresh_hosts
 from layerlab.engine.network.etcfiles import container_file, rewrite_in_place
-from layerlab.engine.network.records import DEFAULT_BRIDGE, DEFAULT_NETWORK, Endpoint, Network, NetworkStore
+from layerlab.engine.network.records import DEFAULT_NETWORK, Endpoint, Network, NetworkStore
 
 log = logging.getLogger(__name__)
 
 _VETH = re.compile(r"^veth[0-9a-f]{7}[0-9]$")
-_BRIDGE = re.compile(r"^ll-[0-9a-f]{12}$")
 
 
 def remove_network(networks: NetworkStore, network: Network) -> None:
@@ -30,7 +29,8 @@ def remove_network(networks: NetworkStore, network: Network) -> None:
         _drop_dead_endpoints(networks, network)
     networks.remove(networks.get(network.name))
     _delete_bridge(network.bridge)
-    iptables.remove(lambda comment: comment.startswith(iptables.network_comment(network.name) + " "))
+    prefix = iptables.bridge_comment(network.bridge) + " "
+    iptables.remove(lambda comment: comment.startswith(prefix))
     log.info("removed network %s and bridge %s", network.name, network.bridge)
 
 
@@ -61,12 +61,17 @@ def repair(networks: NetworkStore, *, dry_run: bool = False) -> list[str]:
                             f"{endpoint.container_id[:12]} is still allocated")
             if not dry_run:
                 detach_container(networks, endpoint.container_id)
-    names = {network.name for network in networks.list()}
+    links = set(_link_names())
+    own_prefix = f"{iptables.TAG} {networks.store_tag} container="
+    bridge_prefix = f"{iptables.TAG} bridge="
 
     def stale_rule(comment: str) -> bool:
-        kind, _, rest = comment.removeprefix(iptables.TAG + " ").partition("=")
-        subject = rest.split(" ")[0]
-        return (kind == "container" and subject not in live_ids) or (kind == "network" and subject not in names)
+        # Container rules belong to one store; bridge rules are stale once the bridge is gone.
+        if comment.startswith(own_prefix):
+            return comment.removeprefix(own_prefix).split(" ")[0] not in live_ids
+        if comment.startswith(bridge_prefix):
+            return comment.removeprefix(bridge_prefix).split(" ")[0] not in links
+        return False
 
     for _, line, comment in iptables.tagged_rules():
         if stale_rule(comment):
@@ -78,25 +83,30 @@ def repair(networks: NetworkStore, *, dry_run: bool = False) -> list[str]:
     return problems
 
 
+def _link_names() -> list[str]:
+    from layerlab.engine.network import netlink
+
+    IPRoute = netlink.iproute_class()
+    with IPRoute() as ipr:
+        return netlink.link_names(ipr)
+
+
 def _repair_links(networks: NetworkStore, live_ids: set[str], dry_run: bool) -> list[str]:
     from layerlab.engine.network import netlink
 
+    # NOTE: a bridge whose record is gone (a crash inside `network rm`) is not found here,
+    # because bridge names do not say which store made them.
     problems = []
     bridges = {network.bridge for network in networks.list()}
     live_prefixes = {container_id[:7] for container_id in live_ids}
     IPRoute = netlink.iproute_class()
     with IPRoute() as ipr:
-        by_index = {link["index"]: link.get("ifname") for link in ipr.get_links()}
-        ours = {DEFAULT_BRIDGE} | {name for name in by_index.values() if name and _BRIDGE.match(name)}
-        for link in ipr.get_links():
+        links = ipr.get_links()
+        by_index = {link["index"]: link.get("ifname") for link in links}
+        for link in links:
             name = link.get("ifname") or ""
             master = by_index.get(link.get("master"))
-            stale = False
-            if _VETH.match(name) and master in ours and name[4:11] not in live_prefixes:
-                stale = True
-            elif name in ours and name not in bridges:
-                stale = True
-            if stale:
+            if _VETH.match(name) and master in bridges and name[4:11] not in live_prefixes:
                 problems.append(f"link {name} left over")
                 if not dry_run:
                     netlink.delete_link(ipr, name)
@@ -126,7 +136,7 @@ def connect(engine, networks: NetworkStore, network_name: str, record) -> Endpoi
             connect_link(netlink, network, endpoint, netns, default_route=False)
         finally:
             os.close(netns)
-        iptables.ensure(iptables.network_rules(network.name, network.bridge, network.subnet))
+        iptables.ensure(iptables.network_rules(network.bridge, network.subnet))
     except BaseException:
         networks.release(network.name, record.id)
         raise

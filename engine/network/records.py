@@ -18,12 +18,14 @@ from dataclasses import asdict, dataclass, field
 
 from layerlab.engine.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError
 from layerlab.engine.locking import file_lock
-from layerlab.engine.network import subnets
+from layerlab.engine.network import iptables, subnets
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NETWORK = "bridge"
-DEFAULT_BRIDGE = "layerlab0"
+# LAYERLAB_DEFAULT_BRIDGE names another bridge, so that two stores (a test's and
+# the system's) do not share one bridge with two subnets.
+DEFAULT_BRIDGE = os.environ.get("LAYERLAB_DEFAULT_BRIDGE", "layerlab0")
 # Modes that are not records: they never get a bridge or an address.
 SPECIAL_MODES = ("host", "none")
 
@@ -75,6 +77,7 @@ class NetworkStore:
     def __init__(self, root: str, lock_dir: str, pool: list[str] | None = None):
         self.root = os.path.join(root, "networks")
         self.lock_path = os.path.join(lock_dir, "networks.lock")
+        self.store_tag = iptables.store_tag(root)
         self.pool = pool or subnets.pool_from_environment()
         os.makedirs(self.root, exist_ok=True)
         os.makedirs(lock_dir, exist_ok=True)
@@ -241,12 +244,13 @@ def _free_address(network: Network) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    # A killed container stays a zombie until its new parent reaps it, and kill(pid, 0)
+    # succeeds on a zombie, so the state letter in /proc/PID/stat decides.
     if pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
+    return state not in ("Z", "X")

@@ -1,0 +1,239 @@
+"""Bridge networks end to end: addresses, routes, peers by name, published ports and crash cleanup.
+
+The tests run the CLI as root against a private store, with their own
+default bridge and subnet pool, and talk only to 127.0.0.1 and to the
+containers they start. Every link, rule and container they make is removed
+at the end, even after a failure.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from layerlab.engine.network import iptables
+from layerlab.engine.network.ports import PortBinding, parse_publish
+from layerlab.engine.network.subnets import choose_subnet
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("iptables-save") is None,
+    reason="bridge networks need root and iptables",
+)
+
+TEST_BRIDGE = f"lltest{os.getpid() % 100000}"
+TEST_POOL = "10.231.0.0/16"
+
+
+@pytest.fixture(scope="module")
+def net_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("netstore")
+    env = dict(os.environ, LAYERLAB_ROOT=str(root), LAYERLAB_DEFAULT_BRIDGE=TEST_BRIDGE,
+               LAYERLAB_SUBNET_POOL=TEST_POOL)
+    subprocess.run([sys.executable, "-m", "layerlab", "bootstrap", "busybox"], env=env, check=True,
+                   capture_output=True, timeout=600)
+    try:
+        yield env
+    finally:
+        _clean_up(env, str(root))
+
+
+def _clean_up(env, root):
+    layerlab = [sys.executable, "-m", "layerlab"]
+    listed = subprocess.run(layerlab + ["ps", "-aq", "--no-trunc"], env=env, capture_output=True, text=True)
+    for container_id in listed.stdout.split():
+        subprocess.run(layerlab + ["rm", "-f", container_id], env=env, capture_output=True)
+    time.sleep(0.5)  # monitors tear down after their container dies
+    subprocess.run(layerlab + ["network", "prune", "-f"], env=env, capture_output=True)
+    records = os.path.join(root, "networks")
+    bridges = [TEST_BRIDGE]
+    for name in os.listdir(records) if os.path.isdir(records) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(records, name)) as handle:
+                bridges.append(json.load(handle)["bridge"])
+    for bridge in bridges:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+    tag = iptables.store_tag(root)
+    prefixes = tuple([f"{iptables.TAG} {tag} "] + [iptables.bridge_comment(bridge) + " " for bridge in bridges])
+    iptables.remove(lambda comment: comment.startswith(prefixes))
+
+
+def layerlab(env, *args, check=True, timeout=60):
+    result = subprocess.run([sys.executable, "-m", "layerlab", *args], env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    if check:
+        assert result.returncode == 0, f"layerlab {' '.join(args)} failed: {result.stderr}"
+    return result
+
+
+def store_rules(env):
+    tag = iptables.store_tag(env["LAYERLAB_ROOT"])
+    return [comment for _, _, comment in iptables.tagged_rules() if comment.startswith(f"{iptables.TAG} {tag} ")]
+
+
+def test_none_has_only_loopback(net_env):
+    result = layerlab(net_env, "run", "--rm", "--network", "none", "busybox", "cat", "/proc/net/dev")
+    interfaces = [line.split(":")[0].strip() for line in result.stdout.splitlines()[2:]]
+    assert interfaces == ["lo"]
+
+
+def test_none_skips_pyroute2_import(net_env):
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "layerlab", "run", "--rm", "--network", "none",
+                             "busybox", "true"], env=net_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "pyroute2" not in result.stderr
+    assert "layerlab.engine.network" not in result.stderr
+
+
+def test_bridge_gives_eth0_and_route(net_env):
+    result = layerlab(net_env, "run", "--rm", "busybox", "sh", "-c", "ip -4 -o addr show eth0; ip route")
+    assert "inet 10.231." in result.stdout
+    assert "default via 10.231." in result.stdout
+    assert "dev eth0" in result.stdout
+
+
+def test_bridge_run_releases_address(net_env):
+    layerlab(net_env, "run", "--rm", "busybox", "true")
+    document = json.loads(layerlab(net_env, "network", "inspect", "bridge").stdout)[0]
+    assert document["Containers"] == {}
+    assert document["Options"]["com.docker.network.bridge.name"] == TEST_BRIDGE
+    assert not any(" container=" in comment for comment in store_rules(net_env))
+
+
+def test_peers_reach_each_other_by_name(net_env):
+    layerlab(net_env, "network", "create", "peers")
+    layerlab(net_env, "run", "-d", "--name", "peer-server", "--network", "peers", "busybox", "sh", "-c",
+             "mkdir -p /w && echo from-peer > /w/i && httpd -f -p 80 -h /w")
+    try:
+        result = layerlab(net_env, "run", "--rm", "--network", "peers", "busybox", "sh", "-c",
+                          "cat /etc/hosts; ping -c1 -W2 peer-server && printf 'GET /i HTTP/1.0\\r\\n\\r\\n' | nc -w 3 peer-server 80")
+        assert "peer-server" in result.stdout
+        assert "1 packets received" in result.stdout
+        assert "from-peer" in result.stdout
+    finally:
+        layerlab(net_env, "rm", "-f", "peer-server", check=False)
+    time.sleep(0.5)
+    layerlab(net_env, "network", "rm", "peers")
+    assert "peers" not in layerlab(net_env, "network", "ls").stdout
+
+
+def test_publish_tcp_from_loopback(net_env):
+    layerlab(net_env, "run", "-d", "--name", "web", "-p", "127.0.0.1:18080:80", "busybox", "sh", "-c",
+             "mkdir -p /www && echo served > /www/index.html && httpd -f -p 80 -h /www")
+    try:
+        body = _fetch("http://127.0.0.1:18080/index.html")
+        assert body == b"served\n"
+        assert layerlab(net_env, "port", "web").stdout == "80/tcp -> 127.0.0.1:18080\n"
+        assert "127.0.0.1:18080->80/tcp" in layerlab(net_env, "ps").stdout
+    finally:
+        layerlab(net_env, "rm", "-f", "web", check=False)
+    time.sleep(0.5)
+    assert not any(" container=" in comment for comment in store_rules(net_env))
+
+
+def test_publish_udp(net_env):
+    # busybox has no UDP server, so the datagrams are counted by the container's kernel:
+    # with nothing listening they raise the Udp NoPorts counter of its network namespace.
+    layerlab(net_env, "run", "-d", "--name", "udp", "-p", "18053:5353/udp", "busybox", "sleep", "60")
+    try:
+        before = _udp_no_ports(net_env, "udp")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            for _ in range(3):
+                client.sendto(b"datagram", ("127.0.0.1", 18053))
+        time.sleep(0.3)
+        after = _udp_no_ports(net_env, "udp")
+        assert after - before >= 3
+    finally:
+        layerlab(net_env, "rm", "-f", "udp", check=False)
+
+
+def _udp_no_ports(env, container):
+    lines = [line.split() for line in layerlab(env, "exec", container, "cat", "/proc/net/snmp").stdout.splitlines()
+             if line.startswith("Udp:")]
+    header, values = lines[0], lines[1]
+    return int(values[header.index("NoPorts")])
+
+
+def test_publish_all_exposed(net_env, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nEXPOSE 80\n")
+    layerlab(net_env, "build", "-t", "exposed", str(tmp_path))
+    layerlab(net_env, "run", "-d", "--name", "all", "-P", "exposed", "sh", "-c",
+             "mkdir -p /www && echo any > /www/index.html && httpd -f -p 80 -h /www")
+    try:
+        line = layerlab(net_env, "port", "all").stdout.strip()
+        assert line.startswith("80/tcp -> 0.0.0.0:")
+        host_port = int(line.rsplit(":", 1)[1])
+        assert _fetch(f"http://127.0.0.1:{host_port}/index.html") == b"any\n"
+    finally:
+        layerlab(net_env, "rm", "-f", "all", check=False)
+
+
+@pytest.mark.parametrize("command", [["network", "prune", "-f"], ["fsck", "--repair"]])
+def test_cleanup_after_launcher_killed(net_env, command):
+    launcher = subprocess.Popen([sys.executable, "-m", "layerlab", "run", "--name", "crash", "-p", "18081:80",
+                                 "busybox", "sleep", "60"], env=net_env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not any(" container=" in comment for comment in store_rules(net_env)):
+            assert time.monotonic() < deadline, "the container's port rules never appeared"
+            time.sleep(0.1)
+    finally:
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+    time.sleep(0.5)  # the container dies with its launcher (PR_SET_PDEATHSIG)
+
+    layerlab(net_env, *command, check=False)
+    layerlab(net_env, "rm", "-f", "crash", check=False)
+
+    assert not any(" container=" in comment for comment in store_rules(net_env))
+    document = json.loads(layerlab(net_env, "network", "inspect", "bridge").stdout)[0]
+    assert document["Containers"] == {}
+    links = subprocess.run(["ip", "-o", "link", "show", "master", TEST_BRIDGE], capture_output=True, text=True).stdout
+    assert links == ""
+
+
+def test_network_ls_columns(net_env):
+    output = layerlab(net_env, "network", "ls").stdout.splitlines()
+    assert output[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+    names = [line.split()[1] for line in output[1:]]
+    assert {"bridge", "host", "none"} <= set(names)
+
+
+def test_parse_publish_forms():
+    assert parse_publish("8080:80") == [PortBinding(80, "tcp", "0.0.0.0", 8080)]
+    assert parse_publish("127.0.0.1:53:53/udp") == [PortBinding(53, "udp", "127.0.0.1", 53)]
+    assert parse_publish("80") == [PortBinding(80, "tcp", "0.0.0.0", 0)]
+    assert parse_publish("8000-8001:80-81") == [PortBinding(80, "tcp", "0.0.0.0", 8000),
+                                                PortBinding(81, "tcp", "0.0.0.0", 8001)]
+    assert str(parse_publish("8080:80")[0]) == "0.0.0.0:8080->80/tcp"
+
+
+@pytest.mark.parametrize("text", ["80/sctp", "x:80", "1.2.3:80:80", "0:80", "8000-8002:80-81"])
+def test_parse_publish_rejects(text):
+    from layerlab.engine.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError):
+        parse_publish(text)
+
+
+def test_subnet_avoids_taken():
+    assert choose_subnet(["10.232.0.0/24", "10.232.1.0/24"], ["10.232.0.0/24"]) == "10.232.1.0/24"
+
+
+def _fetch(url):
+    last_error = None
+    for _ in range(30):
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.read()
+        except OSError as error:
+            last_error = error
+            time.sleep(0.2)
+    raise AssertionError(f"GET {url} failed: {last_error}")
