@@ -46,7 +46,7 @@ class Endpoint:
     pid: int = 0  # host PID of the container's init, once its link is up
 
     def alive(self) -> bool:
-        """Whether the container or the process starting it still runs; a dead endpoint is a crash leftover."""
+        """Return whether the container or the process starting it still runs (a dead endpoint is a crash leftover)."""
         return _pid_alive(self.pid) or _pid_alive(self.launcher)
 
 
