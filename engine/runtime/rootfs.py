@@ -74,7 +74,7 @@ def bind_etc_files(root, etc_files):
 
 
 def mount_extra(root, mounts):
-    """Mount each of the spec's extra bind and tmpfs mounts; a read-only bind is remounted read-only."""
+    """Mount the spec's extra bind and tmpfs mounts, remounting read-only binds read-only."""
     for extra in mounts:
         if extra.type == "tmpfs":
             target = ensure_mountpoint(root, extra.target)
