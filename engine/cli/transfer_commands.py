@@ -1,8 +1,8 @@
 """Sub-commands that move images in and out: pull, push, login, logout, search, save, load.
 
-Parsers and handlers live together here so the registry commands stay out of
-the way of the other commands' modules; `parsers` and `commands` register
-them through `add_parsers` and `HANDLERS`. The registry modules are imported
+Parsers and handlers live together here, apart from the other commands'
+modules. `parsers` and `commands` register them through `add_parsers` and
+`HANDLERS`. The registry modules are imported
 inside the handlers, so other commands do not pay for them.
 """
 

@@ -1,4 +1,4 @@
-"""Which compressed blobs in which repositories hold a given uncompressed layer.
+"""Records of the compressed blobs, per registry repository, that hold each uncompressed layer.
 
 The store keeps layers uncompressed, so pushing one means compressing it,
 and a gzip stream made here rarely matches the registry's bytes for a layer

@@ -1,9 +1,10 @@
 """An HTTP client for one registry's distribution API, with its auth handshake.
 
-A request that gets 401 is answered from its `WWW-Authenticate` challenge
-and sent once more: a `Bearer` challenge sends the stored credentials (if
-any) to the token server named in `realm` and uses the token it returns; a
-`Basic` challenge sends the credentials themselves. Tokens are cached per
+After a 401, the client reads the `WWW-Authenticate` challenge and sends
+the request once more with an Authorization header. For a `Bearer`
+challenge it sends the stored credentials (if any) to the token server
+named in `realm` and uses the token that server returns. For a `Basic`
+challenge it sends the credentials themselves. Tokens are cached per
 set of scopes for the life of the client. Redirects (blob downloads served
 from object storage) are followed, and the Authorization header is dropped
 when a redirect leaves the registry's host.
@@ -32,7 +33,7 @@ USER_AGENT = "layerlab"
 
 
 class RegistryError(LayerlabError):
-    """A registry that cannot be reached or answered with an error."""
+    """A registry that cannot be reached or that returned an error."""
 
 
 class CertificateError(RegistryError):

@@ -1,10 +1,10 @@
 """Registry credentials in Docker's config.json format.
 
 The file is `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
-`auths` maps a registry to `{"auth": base64("user:password")}`; a registry
+`auths` maps a registry to `{"auth": base64("user:password")}`. A registry
 listed in `credHelpers`, or every registry when `credsStore` is set, is
-delegated to the program `docker-credential-<name>` (`get`, `store` and
-`erase`, with JSON on stdin and stdout), exactly as the docker CLI does.
+delegated to the program `docker-credential-<name>` as the docker CLI
+does: it runs `get`, `store` and `erase` with JSON on stdin and stdout.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where a registry lives and how to reach it: scheme, TLS trust and Docker Hub's host names.
+"""Registry endpoints: the API host, the scheme (HTTPS or plain HTTP) and TLS trust.
 
 Plain HTTP is allowed only for loopback registries (`localhost`,
 `127.0.0.1`, `::1`) and for registries listed as insecure, in

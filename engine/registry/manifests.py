@@ -52,7 +52,7 @@ class Platform:
     def matches(self, candidate: dict) -> bool:
         if candidate.get("os") != self.os or candidate.get("architecture") != self.architecture:
             return False
-        # An entry without a variant fits any wanted variant (arm64 images rarely name v8).
+        # An entry without a variant fits any requested variant (arm64 images rarely name v8).
         return not self.variant or not candidate.get("variant") or candidate.get("variant") == self.variant
 
     def __str__(self) -> str:
@@ -97,20 +97,20 @@ def fetch_manifest(client: RegistryClient, repository: str, reference: str) -> F
             "with a current Docker or skopeo"
         )
     if media_type not in INDEX_TYPES | IMAGE_TYPES:
-        # An OCI manifest may omit mediaType; its shape tells which kind it is.
+        # An OCI manifest may omit mediaType, so its keys decide which kind it is.
         media_type = OCI_INDEX if "manifests" in document else OCI_MANIFEST
     return FetchedManifest(media_type, digest, data, document)
 
 
-def select_platform(index: dict, wanted: Platform, name: str) -> dict:
-    """Return the descriptor in a manifest list or OCI index that fits `wanted`."""
+def select_platform(index: dict, requested: Platform, name: str) -> dict:
+    """Return the descriptor in a manifest list or OCI index that fits `requested`."""
     entries = [entry for entry in index.get("manifests", []) if entry.get("mediaType", OCI_MANIFEST) in IMAGE_TYPES]
     for entry in entries:
-        if wanted.matches(entry.get("platform") or {}):
+        if requested.matches(entry.get("platform") or {}):
             return entry
     available = sorted({str(Platform(p.get("os", "?"), p.get("architecture", "?"), p.get("variant", "")))
                         for p in (entry.get("platform") or {} for entry in entries)})
     raise NotFoundError(
-        f"{name} has no image for platform {wanted}: it has {', '.join(available) or 'none'}; "
+        f"{name} has no image for platform {requested}: it has {', '.join(available) or 'none'}; "
         "choose one with --platform"
     )

@@ -1,14 +1,15 @@
 """Pull an image from a registry into the store.
 
-Layers are stored uncompressed, like every layer in the store: a gzip or
-zstd blob is decompressed while it downloads, its compressed digest and
+Layers are stored uncompressed, like every layer in the store, so a gzip
+or zstd blob is decompressed while it downloads. Its compressed digest and
 size are checked against the manifest and its uncompressed digest against
-the config's diff ID, and only then is it published (see
-`transfer.layers`). The config is stored byte for byte, so the image ID is
-the registry's and `docker pull` of the same image shows the same ID. The
-manifest in the store is layerlab's own over the uncompressed layers; the
-registry's manifest digest is printed and remembered per layer in
-`registry-blobs.json` so a push back can skip the upload.
+the config's diff ID. Only then is it published (see `transfer.layers`).
+The config is stored byte for byte, so the image ID is the registry's and
+`docker pull` of the same image shows the same ID. The
+manifest in the store is layerlab's own over the uncompressed layers, and
+the registry's manifest digest is only printed. Each layer's compressed
+digest is remembered in `registry-blobs.json`, so a push back to the same
+registry can skip the upload.
 
 Nothing is tagged until every blob is in: a failure leaves at most whole,
 verified layers behind (unreferenced until `system prune`), never a
@@ -58,23 +59,23 @@ def pull(engine, name: str, *, platform: str | None = None,
     """Pull `name` (a tag or a digest reference), tag it in the store and return the image."""
     reference = Reference.parse(name)
     say = progress or (lambda text: None)
-    wanted = Platform.parse(platform) if platform else Platform.host()
+    requested = Platform.parse(platform) if platform else Platform.host()
     explicit_platform = platform is not None
     client = client or RegistryClient(reference.registry, root=engine.root)
     client.add_scope(reference.repository, "pull")
     try:
-        return _pull(engine, client, reference, wanted, explicit_platform, say)
+        return _pull(engine, client, reference, requested, explicit_platform, say)
     finally:
         client.close()
 
 
-def _pull(engine, client, reference: Reference, wanted: Platform, explicit_platform: bool, say) -> PullResult:
+def _pull(engine, client, reference: Reference, requested: Platform, explicit_platform: bool, say) -> PullResult:
     repository = reference.repository
     say(f"{reference.digest or reference.tag}: Pulling from {repository}\n")
     top = fetch_manifest(client, repository, reference.digest or reference.tag)
     manifest = top
     if top.media_type in INDEX_TYPES:
-        entry = select_platform(top.document, wanted, reference.familiar)
+        entry = select_platform(top.document, requested, reference.familiar)
         manifest = fetch_manifest(client, repository, check_digest(entry["digest"]))
         if manifest.media_type in INDEX_TYPES:
             raise RegistryError(f"{reference.familiar}: an index inside an index is not supported")
@@ -86,10 +87,10 @@ def _pull(engine, client, reference: Reference, wanted: Platform, explicit_platf
     config_bytes = _fetch_config(client, repository, config_descriptor)
     config = parse_config(config_bytes, f"{reference.familiar}@{config_digest}")
     diff_ids = config["rootfs"]["diff_ids"]
-    if top.media_type not in INDEX_TYPES and explicit_platform and not wanted.matches(config):
+    if top.media_type not in INDEX_TYPES and explicit_platform and not requested.matches(config):
         raise NotFoundError(
             f"{reference.familiar} is for {Platform(config.get('os', '?'), config.get('architecture', '?'))}, "
-            f"not the requested platform {wanted}"
+            f"not the requested platform {requested}"
         )
     if len(diff_ids) != len(layer_descriptors):
         raise RegistryError(
@@ -105,6 +106,7 @@ def _pull(engine, client, reference: Reference, wanted: Platform, explicit_platf
         layers.append(_pull_layer(engine, client, reference, descriptor, check_digest(diff_id), blob_info, say))
 
     image = commit_image(engine.store, config_bytes, config_digest, layers)
+    # TODO: record top.digest so that `inspect` can show RepoDigests; only the pull output shows it now.
     engine.images.tag(image, reference)
     say(f"Digest: {top.digest}\n")
     if already:
@@ -123,7 +125,7 @@ def _fetch_config(client, repository: str, descriptor: dict) -> bytes:
         raise RegistryError(f"image config {digest} is {size} bytes, over the {MAX_CONFIG_SIZE}-byte limit")
     response = client.request("GET", f"/v2/{repository}/blobs/{digest}")
     data = response.read(MAX_CONFIG_SIZE + 1)
-    check_bytes(data, digest, size, what="image config")
+    check_bytes(data, digest, size, kind="image config")
     return data
 
 

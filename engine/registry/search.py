@@ -2,7 +2,7 @@
 
 A term whose first component names a registry host (`localhost:5000/app`)
 lists that registry's catalog and keeps the repositories whose names
-contain the rest of the term; any other term goes to Docker Hub's
+contain the rest of the term. Any other term goes to Docker Hub's
 `/v1/search`, as `docker search` does.
 """
 

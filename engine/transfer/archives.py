@@ -217,16 +217,16 @@ def _load_oci(engine, reader: _ArchiveReader, say) -> list[str]:
         annotations = descriptor.get("annotations") or {}
         if descriptor.get("mediaType") in INDEX_TYPES:
             nested = _read_checked_json(reader, descriptor)
-            wanted = Platform.host()
-            matching = [d for d in nested.get("manifests", []) if wanted.matches(d.get("platform") or {})]
+            requested = Platform.host()
+            matching = [d for d in nested.get("manifests", []) if requested.matches(d.get("platform") or {})]
             if not matching:
-                raise InvalidArgumentError(f"{reader.path}: index {descriptor['digest']} has no image for {wanted}")
+                raise InvalidArgumentError(f"{reader.path}: index {descriptor['digest']} has no image for {requested}")
             descriptor = matching[0]
         manifest = _read_checked_json(reader, descriptor)
         config_descriptor = manifest["config"]
         config_bytes = reader.read_document(_blob_name(config_descriptor["digest"]))
         try:
-            check_bytes(config_bytes, config_descriptor["digest"], config_descriptor.get("size"), what="image config")
+            check_bytes(config_bytes, config_descriptor["digest"], config_descriptor.get("size"), kind="image config")
         except BlobMismatchError as error:
             raise BlobMismatchError(f"{reader.path}: {error}") from None
         config = parse_config(config_bytes, f"{reader.path}:{config_descriptor['digest']}")
@@ -243,7 +243,7 @@ def _load_oci(engine, reader: _ArchiveReader, say) -> list[str]:
 
 def _read_checked_json(reader: _ArchiveReader, descriptor: dict) -> dict:
     data = reader.read_document(_blob_name(descriptor["digest"]))
-    check_bytes(data, descriptor["digest"], descriptor.get("size"), what="manifest")
+    check_bytes(data, descriptor["digest"], descriptor.get("size"), kind="manifest")
     return json.loads(data)
 
 

@@ -180,13 +180,13 @@ def store_checked_bytes(store: Store, data: bytes, expected_digest: str, expecte
             raise BlobMismatchError(str(error)) from None
 
 
-def check_bytes(data: bytes, expected_digest: str, expected_size: int | None = None, what: str = "blob") -> None:
+def check_bytes(data: bytes, expected_digest: str, expected_size: int | None = None, kind: str = "blob") -> None:
     """Raise BlobMismatchError unless `data` has the given digest and size."""
     if expected_size is not None and len(data) != expected_size:
-        raise BlobMismatchError(f"{what} {expected_digest}: expected {expected_size} bytes, got {len(data)}")
+        raise BlobMismatchError(f"{kind} {expected_digest}: expected {expected_size} bytes, got {len(data)}")
     actual = "sha256:" + hashlib.sha256(data).hexdigest()
     if actual != expected_digest:
-        raise BlobMismatchError(f"{what} digest mismatch: expected {expected_digest}, got {actual}")
+        raise BlobMismatchError(f"{kind} digest mismatch: expected {expected_digest}, got {actual}")
 
 
 def _blob_size(store: Store, digest: str) -> int:

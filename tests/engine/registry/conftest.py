@@ -1,7 +1,7 @@
 """A real registry (Debian's docker-registry) on 127.0.0.1 and a store holding busybox.
 
 Each test module gets its own registry process with its storage in a
-temporary directory; the fixture stops it by its pid when the module ends.
+temporary directory. The fixture stops that process when the module ends.
 """
 
 import logging

@@ -9,7 +9,6 @@ import pytest
 from layerlab.engine.api import Engine
 from layerlab.engine.errors import LayerlabError
 from layerlab.engine.transfer.archives import load, save
-from tests.engine.registry.conftest import import_busybox
 
 
 @pytest.mark.parametrize("format", ["docker-archive", "oci-archive"])
