@@ -21,6 +21,76 @@ _iproute_class = None
 
 
 def iproute_class():
+    """Return a factory of pyroute2 IPRoute objects that works in and out of a running asyncio loop.
+
+    pyroute2 0.9's synchronous IPRoute drives its own event loop, which fails
+    in a thread whose loop is already running, as in the Jupyter kernel. There
+    the factory returns an IPRoute that lives on a worker thread instead.
+    """
+    cls = _load_iproute_class()
+
+    def make(*args, **kwargs):
+        if _event_loop_running():
+            return ThreadBoundIPRoute(lambda: cls(*args, **kwargs))
+        return cls(*args, **kwargs)
+
+    return make
+
+
+def _event_loop_running() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class ThreadBoundIPRoute:
+    """An IPRoute created and used on one worker thread, so no call runs inside the caller's event loop.
+
+    Method calls are forwarded to the worker and wait for it; results that
+    are generators (pyroute2 0.9 returns dumps lazily) are read to a list
+    there, because reading them in the caller's thread would talk netlink
+    from the wrong loop.
+    """
+
+    def __init__(self, factory):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+        self._ipr = self._executor.submit(factory).result()
+
+    def _call(self, method, *args, **kwargs):
+        def invoke():
+            result = method(*args, **kwargs)
+            if isinstance(result, types.GeneratorType):
+                return list(result)
+            return result
+
+        return self._executor.submit(invoke).result()
+
+    def __getattr__(self, name):
+        attribute = getattr(self._ipr, name)
+        if not callable(attribute):
+            return attribute
+        return lambda *args, **kwargs: self._call(attribute, *args, **kwargs)
+
+    def close(self) -> None:
+        try:
+            self._call(self._ipr.close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _load_iproute_class():
     """Import and return pyroute2's IPRoute without running the pyroute2 package's __init__.
 
     pyroute2/__init__.py imports every pyroute2 module (NDB, IPDB, nftables,
@@ -134,18 +204,24 @@ def open_in_netns(netns_fd: int):
     """
     from layerlab.engine.runtime import syscalls
 
-    IPRoute = iproute_class()
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        syscalls.setns(netns_fd, syscalls.CLONE_NEWNET)
+    cls = _load_iproute_class()
+
+    def create():
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            ipr = IPRoute()
-            ipr.link_lookup(ifname="lo")  # forces the socket open while still inside
+            syscalls.setns(netns_fd, syscalls.CLONE_NEWNET)
+            try:
+                ipr = cls()
+                ipr.link_lookup(ifname="lo")  # forces the socket open while still inside
+            finally:
+                syscalls.setns(own, syscalls.CLONE_NEWNET)
         finally:
-            syscalls.setns(own, syscalls.CLONE_NEWNET)
-    finally:
-        os.close(own)
-    return ipr
+            os.close(own)
+        return ipr
+
+    if _event_loop_running():
+        return ThreadBoundIPRoute(create)
+    return create()
 
 
 def delete_link(ipr, name: str) -> bool:

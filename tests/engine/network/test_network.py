@@ -237,3 +237,18 @@ def _fetch(url):
             last_error = error
             time.sleep(0.2)
     raise AssertionError(f"GET {url} failed: {last_error}")
+
+
+def test_bridge_inside_running_event_loop(net_env):
+    # The Jupyter kernel calls the engine from inside a running asyncio loop,
+    # where pyroute2's synchronous API cannot start a loop of its own.
+    script = (
+        "import asyncio\n"
+        "from layerlab.engine.cli.main import main\n"
+        "async def run():\n"
+        "    return main(['run', '--rm', 'busybox', 'sh', '-c', 'ip -4 addr show eth0 | grep -c inet'])\n"
+        "raise SystemExit(asyncio.run(run()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], env=net_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
