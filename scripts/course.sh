@@ -7,7 +7,9 @@
 #   LAYERLAB_VENV         virtual environment (default: <repo>/.venv)
 #   LAYERLAB_CELL_TIMEOUT seconds one cell may run (default: 1200, because a
 #                         debian bootstrap on a slow mirror takes minutes)
-# Exits 1 if a cell of any notebook fails, 2 if the set-up is missing.
+# Runs notebooks/NN-*.ipynb in order, in one store, and stops at the first
+# notebook with a failing cell.
+# Exits 1 if a cell fails, 2 if the set-up or the notebooks are missing.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,9 +32,16 @@ python="$venv/bin/python"
 mkdir -p "$LAYERLAB_ROOT" "$out_dir"
 log "image store: $LAYERLAB_ROOT"
 
-# The notebooks write their build contexts (myimage/, cache-demo/) next to
+# The notebooks write their build contexts (myimage/, hello/, ...) next to
 # themselves, so they run from copies in out/notebooks/, not from the sources.
-notebooks=("$repo_root"/notebooks/*.ipynb)
+# They run in the order of their number, in one store, because later ones
+# build on images that earlier ones make (debian:bookworm comes from 02).
+shopt -s nullglob
+notebooks=("$repo_root"/notebooks/[0-9][0-9]-*.ipynb)
+if [[ ${#notebooks[@]} -eq 0 ]]; then
+    echo "course: no NN-*.ipynb notebooks in $repo_root/notebooks" >&2
+    exit 2
+fi
 cp "${notebooks[@]}" "$out_dir/"
 
 status=0
@@ -66,6 +75,10 @@ except CellExecutionError as error:
 nbformat.write(notebook, path)
 print(f"course: {path.name} ran in {time.monotonic() - started:.1f} s")
 PYTHON
+    if [[ $status -ne 0 ]]; then
+        # The notebooks after this one need what it should have made.
+        break
+    fi
 done
 
 if [[ $status -ne 0 ]]; then
