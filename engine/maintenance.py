@@ -60,6 +60,10 @@ def fsck(engine, *, repair: bool = False) -> list[str]:
         engine.snapshots.remove_partial()
         engine.containers.remove_partial()
 
+    from layerlab.engine.control import check_containers
+
+    problems += check_containers(engine, repair=repair)
+
     # Addresses, NAT rules, veths and bridges that a killed launcher left; the check
     # needs pyroute2 and iptables, so a store that never used a bridge network skips it.
     if os.path.isdir(os.path.join(engine.root, "networks")):
