@@ -44,6 +44,7 @@ __all__ = [
     "changes",
     "extract_layer",
     "tar_directory",
+    "tar_path",
     "write_changes",
     "write_layer",
 ]
@@ -158,6 +159,27 @@ def tar_directory(
     writer = _TarWriter(fileobj, source_date_epoch=source_date_epoch, overlay=False, owner=owner)
     for name, path, st in _walk_sorted(src_dir):
         writer.add(name, path, st)
+    return writer.close()
+
+
+def tar_path(
+    path: str,
+    name: str,
+    fileobj: BinaryIO,
+    *,
+    owner: tuple[int, int] | None = None,
+) -> LayerInfo:
+    """Write `path` (any file type; a directory with its tree) to `fileobj` as a tar whose top entry is `name`.
+
+    A symlink at `path` is stored as a link, not followed, as `docker cp`
+    does. `owner` as `(uid, gid)` replaces every entry's owner.
+    """
+    st = os.lstat(path)
+    writer = _TarWriter(fileobj, source_date_epoch=None, overlay=False, owner=owner)
+    writer.add(name, path, st)
+    if stat.S_ISDIR(st.st_mode):
+        for child_name, child_path, child_st in _walk_sorted(path):
+            writer.add(f"{name}/{child_name}", child_path, child_st)
     return writer.close()
 
 

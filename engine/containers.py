@@ -46,6 +46,7 @@ class ContainerState:
     started_at: str = ""
     finished_at: str = ""
     error: str = ""
+    paused: bool = False  # set by `pause`, only while status is "running"
 
 
 @dataclass
@@ -84,7 +85,8 @@ class ContainerRecord:
         now = now or datetime.datetime.now(datetime.timezone.utc)
         state = self.state
         if state.status == "running" and state.started_at:
-            return "Up " + human_duration((now - parse_rfc3339(state.started_at)).total_seconds())
+            up = "Up " + human_duration((now - parse_rfc3339(state.started_at)).total_seconds())
+            return up + " (Paused)" if state.paused else up
         if state.status == "exited" and state.finished_at:
             ago = human_duration((now - parse_rfc3339(state.finished_at)).total_seconds())
             return f"Exited ({state.exit_code}) {ago} ago"
@@ -120,7 +122,29 @@ class ContainerStore:
     def save(self, record: ContainerRecord) -> None:
         doc = asdict(record)
         doc.pop("path")
+        # Only rename() changes a saved name, so a monitor that saves its
+        # older copy of the record when the container exits keeps the new name.
+        stored = self._load(record.path)
+        if stored is not None:
+            doc["name"] = record.name = stored.name
         _write_json(os.path.join(record.path, "config.json"), doc)
+
+    def rename(self, record: ContainerRecord, new_name: str) -> None:
+        """Give the container `new_name`, which no other container may have."""
+        with file_lock(self.lock_path):
+            owner = next((c for c in self.list() if c.name == new_name), None)
+            if owner is not None:
+                raise AlreadyExistsError(
+                    f'Conflict. The container name "/{new_name}" is already in use by container '
+                    f'"{owner.id}". You have to remove (or rename) that container to be able to reuse that name.'
+                )
+            current = self._load(record.path)
+            if current is None:
+                raise NotFoundError(f"No such container: {record.id}")
+            current.name = record.name = new_name
+            doc = asdict(current)
+            doc.pop("path")
+            _write_json(os.path.join(record.path, "config.json"), doc)
 
     def list(self) -> list[ContainerRecord]:
         records = []

@@ -102,6 +102,7 @@ def send_signal(engine, record: ContainerRecord, sig: int) -> None:
         os.kill(record.state.pid, sig)
     except ProcessLookupError:
         pass
+    _resume_if_paused(engine, record)
 
 
 def stop(engine, record: ContainerRecord, timeout: float | None = None) -> None:
@@ -154,6 +155,7 @@ def remove(engine, record: ContainerRecord, *, force: bool) -> None:
             )
         if procfs.is_namespace_init(record.state.pid):
             os.kill(record.state.pid, signal.SIGKILL)
+            _resume_if_paused(engine, record)
             procfs.wait_for_exit(record.state.pid)
         _wait_for_monitor(record)
         # TODO: release the network addresses and port rules when the monitor
@@ -164,6 +166,15 @@ def remove(engine, record: ContainerRecord, *, force: bool) -> None:
     except FileNotFoundError:
         # The monitor of a `run --rm` container removed it first.
         log.info("container %s was already removed by its monitor", record.id)
+
+
+def _resume_if_paused(engine, record: ContainerRecord) -> None:
+    # A frozen process handles no signal, SIGKILL included, until it is thawed,
+    # so a signal to a paused container unpauses it, as Docker does.
+    if record.state.paused:
+        from layerlab.engine.container_admin import resume_after_signal
+
+        resume_after_signal(engine, record)
 
 
 def _wait_for_monitor(record: ContainerRecord) -> None:

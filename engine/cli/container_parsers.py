@@ -1,7 +1,9 @@
-"""Argument parsers for the commands on running containers: start, stop, kill, restart, wait, logs, exec, top.
+"""Argument parsers for the commands on containers: start, stop, kill, restart, wait, logs, exec, top,
+cp, export, rename, pause, unpause and stats.
 
 `add_commands` adds them both at the top level (`layerlab stop`) and under
-`layerlab container`, as Docker does.
+`layerlab container`, as Docker does; `add_group_commands` adds those that
+exist only under `layerlab container` (prune).
 """
 
 from __future__ import annotations
@@ -12,8 +14,24 @@ from layerlab.engine.control import DEFAULT_STOP_TIMEOUT
 
 
 def add_commands(sub) -> None:
-    for add in (_start, _stop, _kill, _restart, _wait, _logs, _exec, _top):
+    for add in (_start, _stop, _kill, _restart, _wait, _logs, _exec, _top, _cp, _export, _rename, _pause,
+                _unpause, _stats):
         add(sub)
+
+
+def add_group_commands(group) -> None:
+    p = _command(group, "prune", "Remove all stopped containers")
+    p.set_defaults(handler="container_prune")
+    add_force(p)
+
+
+def add_force(parser) -> None:
+    parser.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+
+
+def add_format(parser, what: str) -> None:
+    parser.add_argument("--format", default=None,
+                        help=f"print {what} with a Go template, such as '{{{{.ID}}}}' or 'table {{{{.ID}}}}\\t{{{{.Names}}}}'")
 
 
 def _command(sub, name, help_text, **options):
@@ -86,3 +104,42 @@ def _top(sub):
     p = _command(sub, "top", "Display the running processes of a container")
     p.add_argument("container")
     p.add_argument("ps_options", nargs=argparse.REMAINDER, help="ps options (accepted, no effect)")
+
+
+def _cp(sub):
+    p = _command(sub, "cp", "Copy files/folders between a container and the local filesystem")
+    p.add_argument("-a", "--archive", action="store_true", help="keep the owners (uid:gid) of the source files")
+    p.add_argument("-L", "--follow-link", action="store_true", help="always follow a symlink in SRC_PATH")
+    p.add_argument("source", metavar="SRC", help="CONTAINER:SRC_PATH, a local path, or - for a tar on stdin")
+    p.add_argument("dest", metavar="DEST", help="CONTAINER:DEST_PATH, a local path, or - for a tar on stdout")
+
+
+def _export(sub):
+    p = _command(sub, "export", "Export a container's filesystem as a tar archive")
+    p.add_argument("-o", "--output", default=None, help="write to this file instead of standard output")
+    p.add_argument("container")
+
+
+def _rename(sub):
+    p = _command(sub, "rename", "Rename a container")
+    p.add_argument("container")
+    p.add_argument("new_name", metavar="NEW_NAME")
+
+
+def _pause(sub):
+    p = _command(sub, "pause", "Pause all processes within one or more containers")
+    _containers(p)
+
+
+def _unpause(sub):
+    p = _command(sub, "unpause", "Unpause all processes within one or more containers")
+    _containers(p)
+
+
+def _stats(sub):
+    p = _command(sub, "stats", "Display a live stream of container resource usage statistics")
+    p.add_argument("-a", "--all", action="store_true", help="show all containers, not only running ones")
+    p.add_argument("--no-stream", action="store_true", help="print one sample and exit")
+    p.add_argument("--no-trunc", action="store_true", help="do not shorten IDs")
+    add_format(p, "statistics")
+    p.add_argument("containers", nargs="*", metavar="CONTAINER")

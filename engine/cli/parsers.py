@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     for add in (_bootstrap, _build, _run, _images, _ps, _history, _diff, _commit, _inspect,
-                _tag, _rm, _rmi, _version, _info, _fsck, _system, _builder):
+                _tag, _rm, _rmi, _version, _info, _fsck, _system, _builder, _import):
         add(sub)
     container_parsers.add_commands(sub)
     transfer_commands.add_parsers(sub, _command)
@@ -98,7 +98,10 @@ def _add_images_flags(p):
     p.add_argument("repository", nargs="?", help="only images of this repository")
     p.add_argument("-q", "--quiet", action="store_true", help="print only image IDs")
     p.add_argument("--no-trunc", action="store_true", help="do not shorten IDs")
-    p.add_argument("-a", "--all", action="store_true", help="also show intermediate images (accepted, no effect)")
+    p.add_argument("-a", "--all", action="store_true", help="also show intermediate images (the build cache's steps)")
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="dangling=true|false, reference=PATTERN or label=KEY[=VALUE]; repeat to combine")
+    container_parsers.add_format(p, "images")
 
 
 def _ps(sub):
@@ -110,7 +113,12 @@ def _add_ps_flags(p):
     p.add_argument("-a", "--all", action="store_true", help="show all containers, not only running ones")
     p.add_argument("-q", "--quiet", action="store_true", help="print only container IDs")
     p.add_argument("-l", "--latest", action="store_true", help="show only the latest created container")
+    p.add_argument("-n", "--last", type=int, default=-1, help="show the N most recently created containers")
+    p.add_argument("-s", "--size", action="store_true", help="show the size of each container's files")
     p.add_argument("--no-trunc", action="store_true", help="do not shorten output")
+    p.add_argument("-f", "--filter", action="append", default=[],
+                   help="status=, name=, id=, ancestor=, label=KEY[=VALUE] or exited=CODE; repeat to combine")
+    container_parsers.add_format(p, "containers")
 
 
 def _history(sub):
@@ -123,6 +131,7 @@ def _add_history_flags(p):
     p.add_argument("-q", "--quiet", action="store_true", help="print only image IDs")
     p.add_argument("--no-trunc", action="store_true", help="do not shorten output")
     p.add_argument("-H", "--human", default="true", choices=["true", "false"], help="sizes in human units")
+    container_parsers.add_format(p, "history rows")
 
 
 def _diff(sub):
@@ -139,6 +148,8 @@ def _add_commit_flags(p):
     p.add_argument("-m", "--message", default="", help="commit message")
     p.add_argument("-a", "--author", default="", help='author (e.g. "Jane Doe <jane@example.com>")')
     p.add_argument("-c", "--change", action="append", default=[], help="apply a Dockerfile instruction (CMD, ENV, ...)")
+    p.add_argument("-p", "--pause", default=True, action=argparse.BooleanOptionalAction,
+                   help="pause the container while committing (the default)")
     p.add_argument("container")
     p.add_argument("repository", nargs="?", help="name[:tag] for the new image")
 
@@ -199,12 +210,13 @@ def _system(sub):
     group.required = True
     prune = group.add_parser("prune", help="remove stopped containers, dangling images, cache and unused blobs")
     prune.set_defaults(handler="system_prune")
-    prune.add_argument("-f", "--force", action="store_true", help="do not prompt (always the case here)")
+    prune.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     prune.add_argument("-a", "--all", action="store_true", help="also remove unused tagged images")
     info = group.add_parser("info", help="what the host allows")
     info.set_defaults(handler="info")
     df = group.add_parser("df", help="disk usage")
     df.set_defaults(handler="system_df")
+    df.add_argument("-v", "--verbose", action="store_true", help="accepted; the summary table is printed")
 
 
 def _builder(sub):
@@ -213,7 +225,7 @@ def _builder(sub):
     group.required = True
     prune = group.add_parser("prune", help="remove the build cache")
     prune.set_defaults(handler="builder_prune")
-    prune.add_argument("-f", "--force", action="store_true", help="do not prompt (always the case here)")
+    prune.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     prune.add_argument("-a", "--all", action="store_true", help="remove all cache entries (always the case here)")
 
 
@@ -237,6 +249,23 @@ def _image_group(sub):
     tag.set_defaults(handler="tag")
     tag.add_argument("source")
     tag.add_argument("target")
+    prune = group.add_parser("prune", help="remove unused images")
+    prune.set_defaults(handler="image_prune")
+    container_parsers.add_force(prune)
+    prune.add_argument("-a", "--all", action="store_true", help="remove every image no container uses, not only dangling ones")
+    _add_import_flags(group.add_parser("import", help="import a tarball as a filesystem image"))
+
+
+def _import(sub):
+    _add_import_flags(_command(sub, "import", "import", "Import the contents from a tarball to create a filesystem image"))
+
+
+def _add_import_flags(p):
+    p.set_defaults(handler="import")
+    p.add_argument("-c", "--change", action="append", default=[], help="apply a Dockerfile instruction (CMD, ENV, ...)")
+    p.add_argument("-m", "--message", default="", help="commit message for the imported image")
+    p.add_argument("file", metavar="FILE", help="a tar, .tar.gz, .tar.bz2 or .tar.xz file, or - for standard input")
+    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]", help="name for the new image")
 
 
 def _container_group(sub):
@@ -244,6 +273,7 @@ def _container_group(sub):
     group = p.add_subparsers(dest="container_command", parser_class=_Parser, metavar="COMMAND")
     group.required = True
     container_parsers.add_commands(group)
+    container_parsers.add_group_commands(group)
     ls = group.add_parser("ls", aliases=["list", "ps"], help="list containers")
     ls.set_defaults(handler="ps")
     _add_ps_flags(ls)
