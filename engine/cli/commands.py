@@ -54,10 +54,16 @@ def build(options, presenter) -> int:
 
 def run(options, presenter) -> int:
     from layerlab.engine import lifecycle
-    from layerlab.engine.registry.pull import image_or_pull
 
     engine = _engine()
-    image = image_or_pull(engine, options.image, progress=presenter.error)
+    try:
+        image = engine.images.resolve(options.image)
+    except NotFoundError:
+        # The registry client costs tens of milliseconds to import, so only
+        # an image missing from the store pays for it.
+        from layerlab.engine.registry.pull import image_or_pull
+
+        image = image_or_pull(engine, options.image, progress=presenter.error)
     run_options = lifecycle.RunOptions(
         image=options.image,
         command=options.cmd,
