@@ -6,8 +6,8 @@ the call. For a running container the child joins the container's mount
 namespace with setns(2) instead, because mounting its upper and work
 directories a second time would disturb the live overlay. Either way the
 function runs in a child, so its return value comes back as JSON over a
-pipe; it must be small (a pipe buffer, 64 KiB on Linux) because the
-parent reads it only after the child exits.
+pipe. The parent reads that pipe only after the child exits, so the value
+must fit in a pipe buffer (64 KiB on Linux).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from layerlab.engine.errors import ConflictError
 
 log = logging.getLogger(__name__)
 
-# Where the private view of a running container's root is bind-mounted, inside the child's own mount namespace.
+# Mount point of the private view of a running container's root, in the child's own mount namespace.
 _PRIVATE_ROOT = "/proc"
 
 
 def call_in_root(engine, record, fn: Callable[[str], Any], *, submounts: bool = True) -> Any:
-    """Call fn(root_path) in a child that sees the container's file system at root_path; return its result.
+    """Call fn(root_path) in a child with the container's file system at root_path; return its result.
 
     With submounts False, a running container's root is seen without the
     file systems mounted on it (/proc, /sys, /dev and bind mounts), as

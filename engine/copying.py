@@ -48,7 +48,7 @@ def _container_path(path: str) -> str:
 
 
 def _source_in_root(root: str, path: str, follow_link: bool = False) -> str:
-    # A trailing `/` or `/.` asks for the directory itself, so only then (or with -L) is a final symlink followed.
+    # A trailing `/` or `/.` names the directory itself, so only then (or with -L) is a final symlink followed.
     parts = split_clean(path)
     if not parts:
         return root

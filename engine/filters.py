@@ -1,7 +1,7 @@
 """`--filter key=value` for `ps` and `images`, with Docker's keys and matching rules.
 
-Values given for one key are alternatives (any may match); different keys
-must all match, as in Docker.
+Values given for one key are alternatives, so any one may match. Different
+keys must all match, as in Docker.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ CONTAINER_STATUSES = ("created", "restarting", "running", "removing", "paused", 
 
 
 def parse_filters(entries: list[str], allowed: tuple[str, ...]) -> dict[str, list[str]]:
-    """Parse `--filter` flags into {key: [values]}; an unknown key raises InvalidArgumentError."""
+    """Parse `--filter` flags into {key: [values]}. An unknown key raises InvalidArgumentError."""
     filters: dict[str, list[str]] = {}
     for entry in entries or []:
         key, has_value, value = entry.partition("=")
@@ -42,9 +42,9 @@ def parse_filters(entries: list[str], allowed: tuple[str, ...]) -> dict[str, lis
     return filters
 
 
-def labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
+def labels_match(labels: dict[str, str], expected: list[str]) -> bool:
     """Check `label=key` and `label=key=value` filters; every one must match, as in Docker."""
-    for entry in wanted:
+    for entry in expected:
         key, has_value, value = entry.partition("=")
         if key not in labels or (has_value and labels[key] != value):
             return False

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PruneReport:
-    """What a prune removed, printed as Docker prints it."""
+    """The containers, images and cache entries that a prune removed, and the bytes freed."""
 
     containers: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)  # "untagged: ref" and "deleted: sha256:..." lines

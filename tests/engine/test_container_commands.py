@@ -257,7 +257,8 @@ def test_pause_unpause(busybox, cli):
     alive = cli("exec", "r", "true")
 
     assert paused.stdout == "r\n"
-    assert status.startswith("Up ") and status.endswith("(Paused)\n")
+    assert status.startswith("Up ")
+    assert status.endswith("(Paused)\n")
     assert state == "paused true\n"
     assert filtered == "r\n"
     assert again.returncode == 1
@@ -429,7 +430,8 @@ def test_ps_label_filter(busybox, cli):
     by_key = cli("ps", "-a", "--filter", "label=tier", "--format", "{{.Names}}").stdout
     none = cli("ps", "-a", "--filter", "label=tier=db", "-q").stdout
 
-    assert matching.startswith("l ") and "tier=web" in matching
+    assert matching.startswith("l ")
+    assert "tier=web" in matching
     assert by_key == "l\n"
     assert none == ""
 
