@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
 from layerlab.kernel.cells import install_transformer
 from layerlab.kernel.commands import DockerCommandError, run_docker
@@ -28,6 +28,9 @@ DEFAULT_DOCKERFILE = "Dockerfile"
 class DockerMagics(Magics):
     """`%docker ARGS` runs any engine command; `%%dockerfile [PATH] [build flags]` writes and builds."""
 
+    # IPython would expand {var} and $var and turn `{{` into `{`, which breaks Go templates such as
+    # -f '{{.Config.Cmd}}', so the line reaches the engine as written.
+    @no_var_expand
     @line_magic
     def docker(self, line: str) -> None:
         """Run `docker ARGS` in the embedded engine, as a terminal would."""
