@@ -90,10 +90,7 @@ def resume(record) -> None:
             pids = [line.strip() for line in procs if line.strip()]
         for pid in pids:
             _write(os.path.join(FREEZER_ROOT, "cgroup.procs"), pid, missing_ok=True)
-        try:
-            os.rmdir(group)
-        except OSError as error:
-            log.warning("could not remove freezer group %s: %s", group, error)
+        _remove_group(group)
         return
     if record.state.pid and procfs.is_namespace_init(record.state.pid):
         for pid in procfs.namespace_members(record.state.pid):
@@ -125,6 +122,20 @@ def _write(path: str, text: str, *, missing_ok: bool = False) -> None:
         # ESRCH: the process exited between listing and moving it.
         if not missing_ok:
             raise
+
+
+def _remove_group(group: str) -> None:
+    # A process killed while frozen stays in the group until it has exited, so rmdir gets EBUSY until then.
+    deadline = time.monotonic() + _FREEZE_TIMEOUT_SECONDS
+    while True:
+        try:
+            os.rmdir(group)
+            return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                log.warning("could not remove freezer group %s: %s", group, error)
+                return
+        time.sleep(0.02)
 
 
 def _wait_for_state(group: str, expected: str) -> None:
