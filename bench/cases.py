@@ -1,6 +1,6 @@
 """The benchmark cases. Each returns a CaseResult; none asserts on time.
 
-Targets come from the speed goals of the design: half of BuildKit's cold
+Targets come from the project's speed goals: half of BuildKit's cold
 build time, BuildKit's cached time from the CLI and a third of it from a warm
 kernel, a quarter of `podman run`, and twice `docker commit`'s throughput.
 The reference numbers behind them were measured on the project's 2-core VMs:
@@ -42,20 +42,27 @@ class CaseResult:
         }
 
 
+def failing_trial(error):
+    """Return a trial that raises `error`, so the table shows why a tool has no values."""
+    def trial():
+        raise error
+    return trial
+
+
 def add_if(trials, tool, label, trial):
-    """Add `trial` under `label` when `tool` was set up; otherwise record why not."""
+    """Add `trial` under `label` if `tool` was set up, else a trial that raises its ToolUnavailable."""
     if isinstance(tool, ToolUnavailable):
-        trials[label] = lambda: (_ for _ in ()).throw(tool)
+        trials[label] = failing_trial(tool)
     else:
         trials[label] = trial
 
 
 def run_case(tools, repeats):
-    ll, containers, docker = tools.layerlab, tools.containers, tools.docker
+    layerlab, containers, docker = tools.layerlab, tools.containers, tools.docker
     warm = tools.warm
     trials = {
-        "layerlab --network none": lambda: ll.time("run", "--rm", "--network", "none", "busybox", "true"),
-        "layerlab (default network)": lambda: ll.time("run", "--rm", "busybox", "true"),
+        "layerlab --network none": lambda: layerlab.time("run", "--rm", "--network", "none", "busybox", "true"),
+        "layerlab (default network)": lambda: layerlab.time("run", "--rm", "busybox", "true"),
         "layerlab warm --network none": lambda: warm.time("run", "--rm", "--network", "none", "busybox", "true"),
     }
     add_if(trials, containers, "podman 4.3 (runc, overlay)", lambda: timed(
@@ -83,10 +90,10 @@ def write_run_steps(context):
 
 def builder_trials(tools, context, tag, cold):
     """Trials that build `context` as `tag`, with --no-cache when `cold`."""
-    ll, containers, docker, warm = tools.layerlab, tools.containers, tools.docker, tools.warm
+    layerlab, containers, docker, warm = tools.layerlab, tools.containers, tools.docker, tools.warm
     no_cache = ["--no-cache"] if cold else []
     trials = {
-        "layerlab CLI": lambda: ll.time("build", "-q", "--network", "none", *no_cache, "-t", tag, str(context)),
+        "layerlab CLI": lambda: layerlab.time("build", "-q", "--network", "none", *no_cache, "-t", tag, str(context)),
         "layerlab warm": lambda: warm.time("build", "-q", "--network", "none", *no_cache, "-t", tag, str(context)),
     }
     for label, buildkit in (("docker BuildKit", True), ("docker classic", False)):
@@ -158,13 +165,13 @@ FILL_SCRIPT = (
 
 def commit_case(tools, repeats):
     """Commit a container holding 500 MiB of new random files; the fill is not timed."""
-    ll, containers, docker = tools.layerlab, tools.containers, tools.docker
+    layerlab, containers, docker = tools.layerlab, tools.containers, tools.docker
     trials = {}
     try:
-        ll.run("run", "--name", "bench-fill", "--network", "none", "busybox", "sh", "-c", FILL_SCRIPT)
-        trials["layerlab CLI"] = lambda: ll.time("commit", "bench-fill", "bench-committed")
+        layerlab.run("run", "--name", "bench-fill", "--network", "none", "busybox", "sh", "-c", FILL_SCRIPT)
+        trials["layerlab CLI"] = lambda: layerlab.time("commit", "bench-fill", "bench-committed")
     except RuntimeError as error:
-        trials["layerlab CLI"] = lambda error=error: (_ for _ in ()).throw(error)
+        trials["layerlab CLI"] = failing_trial(error)
 
     def docker_trial():
         return docker.time("commit", "bench-fill", "bench-committed")
@@ -189,15 +196,15 @@ def commit_case(tools, repeats):
 
 
 def memory_case(tools, repeats):
-    ll, containers = tools.layerlab, tools.containers
+    layerlab, containers = tools.layerlab, tools.containers
     context = tools.base / "run-steps"
     if not context.exists():
         write_run_steps(context)
     trials = {
         "layerlab run --network none": lambda: peak_rss_kib(
-            ll("run", "--rm", "--network", "none", "busybox", "true"), env=ll.env),
+            layerlab("run", "--rm", "--network", "none", "busybox", "true"), env=layerlab.env),
         "layerlab build (20 RUN, cold)": lambda: peak_rss_kib(
-            ll("build", "-q", "--no-cache", "--network", "none", "-t", "bench-steps", str(context)), env=ll.env),
+            layerlab("build", "-q", "--no-cache", "--network", "none", "-t", "bench-steps", str(context)), env=layerlab.env),
     }
     add_if(trials, containers, "podman run", lambda: peak_rss_kib(
         containers.podman("run", "--rm", "--network", "none", *containers.limits, "busybox", "true")))

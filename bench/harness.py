@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 class ToolUnavailable(Exception):
-    """A tool is missing or cannot run on this host; the message says why."""
+    """A tool that is missing or cannot run on this host, with the reason as its message."""
 
 
 @dataclass
@@ -133,7 +133,7 @@ def mounts_under(prefixes):
 
 
 def processes_mentioning(texts):
-    """Return (pid, command line) of processes whose command line or cwd contains any of `texts`."""
+    """Return (pid, command line) of the processes whose command line contains any of `texts`."""
     needles = [text.encode() for text in texts]
     found = []
     for entry in Path("/proc").iterdir():

@@ -18,9 +18,9 @@ def format_ratio(numerator, denominator):
 def render_case(result):
     """Return the table of one CaseResult.
 
-    `ratio` is the median of the layerlab row named in `numerators` (else
-    the case's primary row) divided by this row's median; layerlab rows
-    with a design target get an extra line comparing them with it.
+    `ratio` is the median of the layerlab row named in `numerators`, else
+    of the case's primary row, divided by this row's median. Each layerlab
+    row with a target gets an extra line that compares it with the target.
     """
     header = ["tool", "median", "min", "ratio"]
     if result.megabytes:
@@ -32,7 +32,9 @@ def render_case(result):
             continue
         numerator_label = result.numerators.get(label, result.primary)
         numerator = result.series.get(numerator_label)
-        ratio = "" if label.startswith("layerlab") else format_ratio(numerator.median if numerator else None, series.median)
+        ratio = ""
+        if numerator is not None and not label.startswith("layerlab"):
+            ratio = format_ratio(numerator.median, series.median)
         row = [label, format_value(series.median, series.unit), format_value(series.minimum, series.unit), ratio]
         if result.megabytes:
             row.append(f"{result.megabytes / series.median:.0f}")
@@ -49,14 +51,16 @@ def render_case(result):
 
     full_rows = [header] + [row for row in rows if len(row) == len(header)]
     widths = [max(len(str(row[i])) for row in full_rows) for i in range(len(header))]
-    lines = [f"== {result.name}: {result.title}", fmt_row(header, widths)]
+    lines = [f"== {result.name}: {result.title}", format_row(header, widths)]
     for row in rows:
-        lines.append(row[0].ljust(widths[0]) + "  " + row[1] if len(row) == 2 else fmt_row(row, widths))
-    lines.append(f"ratio = {result.primary if not result.numerators else 'the matching layerlab row'} / row (below 1: layerlab is faster)")
+        lines.append(row[0].ljust(widths[0]) + "  " + row[1] if len(row) == 2 else format_row(row, widths))
+    numerator = "the matching layerlab row" if result.numerators else result.primary
+    better = "uses less" if result.series and next(iter(result.series.values())).unit == "KiB" else "is faster"
+    lines.append(f"ratio = {numerator} / row (below 1: layerlab {better})")
     lines += [f"note: {note}" for note in result.notes]
     return "\n".join(lines) + "\n"
 
 
-def fmt_row(row, widths):
+def format_row(row, widths):
     cells = [str(row[0]).ljust(widths[0])] + [str(cell).rjust(width) for cell, width in zip(row[1:], widths[1:])]
     return "  ".join(cells)

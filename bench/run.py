@@ -3,10 +3,11 @@
 Usage (as root): python3 bench/run.py [--only NAME] [--repeat N]
 
 Prints one table per case with the median and minimum of N repeats after
-one warm-up round, and a ratio column: the layerlab row's value divided by
-each other row's value (below 1 means layerlab is faster or smaller), and
-each layerlab row against its target from the design. Writes every value to
-bench/results/<UTC date and time>.json. Never asserts on time.
+one warm-up round. Its ratio column is the layerlab row's value divided by
+each other row's value, so below 1 means layerlab is faster or smaller.
+Each layerlab row with a speed goal is also compared with that target.
+Writes every value to bench/results/<UTC date and time>.json and never
+asserts on time.
 
 Everything the bench starts (a private dockerd, podman and buildah storage,
 runc containers, layerlab stores) lives in temporary directories and is
@@ -37,7 +38,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class Tools:
-    """The set-up tools of one bench run; a tool that failed to set up is its ToolUnavailable."""
+    """The tools of one bench run, each replaced by a ToolUnavailable if its set-up failed."""
 
     def __init__(self, base, cleanup):
         self.base = base
@@ -159,7 +160,9 @@ def main(argv=None):
     path = RESULTS / f"{started.strftime('%Y-%m-%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"results: {path}")
-    return 130 if interrupted else (1 if leftovers else 0)
+    if interrupted:
+        return 130
+    return 1 if leftovers else 0
 
 
 if __name__ == "__main__":
