@@ -235,11 +235,11 @@ KERNEL_IDLE = """
     .some(item => item.textContent.includes('layerlab (Docker) | Idle'))
 """
 
-# The colour of the first cell's `FROM` token, and the colour that the
-# theme gives keywords, resolved the same way for comparison.
+# The colour of the `FROM` token in the first editor that SELECTOR matches,
+# and the colour that the theme gives keywords, resolved the same way.
 KEYWORD_COLOURS = """
 (() => {
-  const cell = document.querySelectorAll('.jp-Notebook .jp-CodeCell .cm-content')[0];
+  const cell = document.querySelector('SELECTOR');
   const token = [...cell.querySelectorAll('.cm-line span')].find(span => span.textContent === 'FROM');
   const probe = document.createElement('span');
   probe.style.color = 'var(--jp-mirror-editor-keyword-color)';
@@ -349,7 +349,7 @@ def test_page_loads_layerlab_extension(lab, browser):
 def test_dockerfile_cell_highlighted(lab, browser, tmp_path):
     _open_notebook(lab, browser)
     languages = browser.wait_for(f"(() => {{ const l = {CELL_LANGUAGES}; return l[0] === 'dockerfile' && l; }})()")
-    colours = browser.evaluate(KEYWORD_COLOURS)
+    colours = browser.evaluate(KEYWORD_COLOURS.replace("SELECTOR", ".jp-Notebook .jp-CodeCell .cm-content"))
     _screenshot(browser, tmp_path, "dockerfile-cell.png")
 
     assert languages[0] == "dockerfile"
@@ -409,3 +409,21 @@ def test_widget_styles_follow_theme(lab, browser, tmp_path):
             assert styles["added"] != light["added"] or styles["contentText"] != light["contentText"]
 
     lab.put_settings("@jupyterlab/apputils-extension:themes", {"theme": "JupyterLab Light"})
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "build.dockerfile"])
+def test_dockerfile_file_highlighted(lab, browser, name):
+    path = lab.root / "notebooks" / "files" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("FROM busybox\nRUN echo built > /built\n")
+
+    browser.navigate(lab.page(f"lab/tree/files/{name}"))
+    browser.wait_for("document.querySelector('.jp-FileEditor .cm-line span') !== null", timeout=90)
+    colours = browser.evaluate(KEYWORD_COLOURS.replace("SELECTOR", ".jp-FileEditor .cm-content"))
+    file_type = browser.wait_for(
+        f"document.querySelector('.jp-DirListing-item[title^=\"Name: {name}\"]')"
+        "?.getAttribute('data-file-type')", timeout=30)
+
+    assert colours["from"] is not None, f"no FROM token in {colours['text']!r}"
+    assert colours["from"] == colours["keyword"]
+    assert file_type == "dockerfile"
