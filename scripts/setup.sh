@@ -92,9 +92,14 @@ make_venv() {
     fi
 
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$repo_root[test]"
-    # pytest-timeout: scripts/test.sh bounds each test with it.
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check pytest-timeout
-    log "installed layerlab[test] and pytest-timeout into $venv"
+    log "installed layerlab[test] into $venv"
+
+    # An editable install does not copy the prebuilt JupyterLab extension
+    # into share/, where JupyterLab looks; a link serves the same files.
+    local extensions="$venv/share/jupyter/labextensions"
+    mkdir -p "$extensions"
+    ln -sfn "$repo_root/layerlab/labextension" "$extensions/layerlab"
+    log "linked the JupyterLab extension into $extensions"
 }
 
 install_system_packages
