@@ -187,7 +187,15 @@ class Engine:
                 "Env": record.env,
                 "WorkingDir": record.workdir,
                 "Image": record.image,
+                "Labels": record.labels,
+                "Tty": record.tty,
+                "OpenStdin": record.interactive,
+                "StopSignal": record.stop_signal or None,
+                "StopTimeout": record.stop_timeout,
             },
+            "HostConfig": dict(record.host_config),
+            "Mounts": [{key: value for key, value in mount.items() if key not in ("Anonymous", "NoCopy", "Options")}
+                       for mount in record.mounts],
             "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": record.upperdir, "LowerDir": ":".join(record.lowerdirs)}},
         }
 

@@ -64,6 +64,15 @@ class ContainerRecord:
     network: str = "host"
     ports: list[str] = field(default_factory=list)  # published ports as "ip:hostport:containerport/proto"
     lowerdirs: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    tty: bool = False
+    interactive: bool = False
+    stop_signal: str = ""  # --stop-signal; empty means the image's StopSignal, else SIGTERM
+    stop_timeout: int | None = None  # --stop-timeout in seconds; None means the default of `stop`
+    mounts: list[dict] = field(default_factory=list)  # `docker inspect`'s Mounts entries (see engine.volumes)
+    # Docker's HostConfig fields that `run` sets: Privileged, ReadonlyRootfs,
+    # Init, CapAdd, CapDrop, SecurityOpt, Memory, NanoCpus, PidsLimit, Ulimits.
+    host_config: dict = field(default_factory=dict)
     state: ContainerState = field(default_factory=ContainerState)
     path: str = ""  # the container's folder; not saved
 

@@ -109,7 +109,8 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None) -> None:
     """Send the image's StopSignal (SIGTERM by default), then SIGKILL after `timeout` seconds."""
     if not is_running(engine, record):
         return
-    timeout = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
+    if timeout is None:
+        timeout = DEFAULT_STOP_TIMEOUT if record.stop_timeout is None else record.stop_timeout
 
     # A container's init ignores signals it has no handler for (SIGKILL
     # aside), so the grace period is often spent waiting in vain, as in Docker.
@@ -121,7 +122,9 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None) -> None:
 
 
 def stop_signal(engine, record: ContainerRecord) -> int:
-    """Return the signal in the image's StopSignal, or SIGTERM."""
+    """Return the signal of --stop-signal, else the image's StopSignal, else SIGTERM."""
+    if record.stop_signal:
+        return parse_signal(record.stop_signal)
     try:
         text = engine.image(record.image_id).settings.get("StopSignal")
     except NotFoundError:

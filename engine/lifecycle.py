@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -47,6 +48,23 @@ class RunOptions:
     network: str = ""  # "" picks default_network()
     publish: list[str] = field(default_factory=list)  # -p values
     publish_all: bool = False  # -P
+    env_files: list[str] = field(default_factory=list)  # --env-file paths, applied before env
+    labels: list[str] = field(default_factory=list)  # -l KEY=value or KEY
+    mounts: list[dict] = field(default_factory=list)  # parsed -v, --mount and --tmpfs (engine.volumes)
+    tty: bool = False
+    interactive: bool = False
+    readonly_rootfs: bool = False
+    init: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    security_opt: list[str] = field(default_factory=list)
+    memory: int = 0  # bytes
+    nano_cpus: int = 0
+    pids_limit: int = 0
+    ulimits: dict[str, list[int]] = field(default_factory=dict)  # name -> [soft, hard]
+    stop_signal: str = ""
+    stop_timeout: int | None = None
 
 
 def process_args(settings: dict, command: list[str], entrypoint: str | None) -> list[str]:
@@ -140,7 +158,11 @@ def new_record(engine, image: Image, options: RunOptions) -> ContainerRecord:
         raise InvalidArgumentError(
             f"no command specified: image {options.image} has no CMD or ENTRYPOINT, so give one after the image name"
         )
-    env = merge_env(settings.get("Env") or [f"PATH={DEFAULT_PATH}"], options.env)
+    from layerlab.engine import run_options, volumes
+
+    env = merge_env(settings.get("Env") or [f"PATH={DEFAULT_PATH}"],
+                    run_options.read_env_files(options.env_files) + list(options.env))
+    host_config = run_options.host_config(options)
     ports = []
     options.network = options.network or default_network()
     if options.network not in ("host", "none"):
@@ -167,6 +189,13 @@ def new_record(engine, image: Image, options: RunOptions) -> ContainerRecord:
         network=options.network,
         ports=ports,
         lowerdirs=[init_layer(engine.root)] + engine.snapshots.lowerdirs(image),
+        labels={**(settings.get("Labels") or {}), **run_options.parse_labels(options.labels)},
+        tty=options.tty,
+        interactive=options.interactive,
+        stop_signal=options.stop_signal,
+        stop_timeout=options.stop_timeout,
+        mounts=volumes.prepare_mounts(engine, options.mounts),
+        host_config=host_config,
     )
     return engine.containers.create(record)
 
@@ -174,18 +203,26 @@ def new_record(engine, image: Image, options: RunOptions) -> ContainerRecord:
 def container_spec(record: ContainerRecord):
     from layerlab.engine.runtime import ContainerSpec, ProcessSpec, RootfsSpec
 
+    from layerlab.engine import run_options
+
     etc_files = write_etc_files(record.path, record.hostname)
     rootfs = RootfsSpec(list(record.lowerdirs), record.upperdir, record.workdir_overlay)
-    process = ProcessSpec(list(record.args), list(record.env), record.workdir, record.user)
-    return ContainerSpec(record.id, rootfs, process, record.hostname, network=record.network, etc_files=etc_files)
+    process = ProcessSpec(list(record.args), list(record.env), record.workdir, record.user, terminal=record.tty)
+    spec = ContainerSpec(record.id, rootfs, process, record.hostname, network=record.network, etc_files=etc_files)
+    run_options.apply_host_config(spec, record)
+    return spec
 
 
-def run_foreground(engine, record: ContainerRecord, stdout=None, stderr=None) -> int:
-    """Start the container, wait for it and record how it ended; return its exit code."""
+def run_foreground(engine, record: ContainerRecord, stdout=None, stderr=None, stdin=None) -> int:
+    """Start the container, wait for it and record how it ended; return its exit code.
+
+    stdin, stdout and stderr are file descriptors, None for ours. With
+    record.tty they are copied to and from the container's terminal.
+    """
     spec = container_spec(record)
     attachment = attach_network(engine, record, spec)
     try:
-        return _start_and_wait(engine, record, spec, stdout, stderr)
+        return _start_and_wait(engine, record, spec, stdout, stderr, stdin)
     finally:
         if attachment is not None:
             attachment.teardown()
@@ -200,12 +237,12 @@ def attach_network(engine, record: ContainerRecord, spec):
     return network.attach(engine, record, spec)
 
 
-def _start_and_wait(engine, record: ContainerRecord, spec, stdout, stderr) -> int:
+def _start_and_wait(engine, record: ContainerRecord, spec, stdout, stderr, stdin=None) -> int:
     from layerlab.engine import runtime
 
     try:
         # A foreground container dies with the command that waits for it, even one killed with SIGKILL.
-        container = runtime.start(spec, stdout=stdout, stderr=stderr, kill_with_parent=True)
+        container = runtime.start(spec, stdin=stdin, stdout=stdout, stderr=stderr, kill_with_parent=True)
     except ContainerError as error:
         _record_exit(engine, record, getattr(error, "exit_code", 125) or 125, str(error))
         raise
@@ -215,6 +252,8 @@ def _start_and_wait(engine, record: ContainerRecord, spec, stdout, stderr) -> in
     record.state.started_at = _now()
     engine.containers.save(record)
     try:
+        if container.terminal_fd is not None:
+            _relay_terminal(container.terminal_fd, stdin, stdout, record.interactive)
         status = container.wait()
     except BaseException:
         container.kill(9)
@@ -223,6 +262,18 @@ def _start_and_wait(engine, record: ContainerRecord, spec, stdout, stderr) -> in
         raise
     _record_exit(engine, record, status, "")
     return status
+
+
+def _relay_terminal(master: int, stdin, stdout, interactive: bool) -> None:
+    from layerlab.engine.runtime import terminal
+
+    input_fd = (0 if stdin is None else stdin) if interactive else None
+    try:
+        # Raw mode only while our input goes to the container, as the docker CLI does.
+        with terminal.raw_mode(input_fd) if input_fd is not None else contextlib.nullcontext():
+            terminal.relay(master, input_fd, 1 if stdout is None else stdout)
+    finally:
+        os.close(master)
 
 
 def _record_exit(engine, record: ContainerRecord, status: int, error: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import errno
 import json
 import logging
 import os
@@ -151,6 +152,11 @@ class Monitor:
         finally:
             for fd in (stdout_write, stderr_write, devnull):
                 os.close(fd)
+        if container.terminal_fd is not None:
+            # With -t the program writes to its terminal, and the log gets it as stdout, as in Docker.
+            os.close(stdout_read)
+            os.close(stderr_read)
+            return container, {container.terminal_fd: "stdout"}
         return container, {stdout_read: "stdout", stderr_read: "stderr"}
 
     def _copy_output(self, pipes: dict[int, str]) -> None:
@@ -164,7 +170,13 @@ class Monitor:
 
         while selector.get_map():
             for key, _ in selector.select():
-                data = os.read(key.fd, _READ_SIZE)
+                try:
+                    data = os.read(key.fd, _READ_SIZE)
+                except OSError as error:
+                    # A terminal's master reads EIO once the container has closed every slave fd.
+                    if error.errno != errno.EIO:
+                        raise
+                    data = b""
                 if data:
                     writer.feed(pipes[key.fd], data)
                     continue

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 
 from layerlab.engine.api import Engine
-from layerlab.engine.cli import container_commands, network_commands, transfer_commands
+from layerlab.engine.cli import container_commands, network_commands, transfer_commands, volume_commands
 from layerlab.engine.errors import InvalidArgumentError, LayerlabError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -77,22 +78,79 @@ def run(options, presenter) -> int:
         network=options.network,
         publish=options.publish,
         publish_all=options.publish_all,
+        **_run_flag_values(options),
     )
+    if options.tty and options.interactive and not options.detach and not os.isatty(0):
+        presenter.error("the input device is not a TTY\n")
+        return 1
     record = lifecycle.new_record(engine, image, run_options)
     if options.detach:
         return _run_detached(engine, record, options, presenter)
     try:
-        with presenter.container_stdio() as (stdout, stderr):
-            status = lifecycle.run_foreground(engine, record, stdout=stdout, stderr=stderr)
+        with _container_stdin(options.interactive) as stdin, presenter.container_stdio() as (stdout, stderr):
+            status = lifecycle.run_foreground(engine, record, stdout=stdout, stderr=stderr, stdin=stdin)
     except LayerlabError as error:
         if options.rm:
-            engine.containers.remove(record)
+            _remove_with_volumes(engine, record)
         code = getattr(error, "exit_code", 125)
         presenter.error(f"layerlab: {error}\n")
         return code
     if options.rm:
-        engine.containers.remove(record)
+        _remove_with_volumes(engine, record)
     return status
+
+
+def _run_flag_values(options) -> dict:
+    """Return the RunOptions fields of `run`'s mount, security, resource and stop flags."""
+    from layerlab.engine import run_options, volumes
+
+    mounts = [volumes.parse_volume_flag(text) for text in options.volume]
+    mounts += [volumes.parse_mount_flag(text) for text in options.mount]
+    mounts += [volumes.parse_tmpfs_flag(text) for text in options.tmpfs]
+    stop_signal = ""
+    if options.stop_signal:
+        from layerlab.engine.control import parse_signal
+
+        stop_signal = parse_signal(options.stop_signal).name
+    return {
+        "env_files": options.env_file,
+        "labels": options.label,
+        "mounts": mounts,
+        "tty": options.tty,
+        "interactive": options.interactive,
+        "readonly_rootfs": options.read_only,
+        "init": options.init,
+        "cap_add": options.cap_add,
+        "cap_drop": options.cap_drop,
+        "privileged": options.privileged,
+        "security_opt": options.security_opt,
+        "memory": run_options.parse_memory(options.memory),
+        "nano_cpus": run_options.parse_cpus(options.cpus),
+        "pids_limit": max(options.pids_limit, 0),
+        "ulimits": dict(run_options.parse_ulimit(text) for text in options.ulimit),
+        "stop_signal": stop_signal,
+        "stop_timeout": options.stop_timeout,
+    }
+
+
+@contextlib.contextmanager
+def _container_stdin(interactive: bool):
+    # Without -i the container reads /dev/null, as in Docker; with it, our stdin.
+    if interactive:
+        yield None
+        return
+    fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _remove_with_volumes(engine: Engine, record) -> None:
+    from layerlab.engine.volumes import remove_anonymous
+
+    engine.containers.remove(record)
+    remove_anonymous(engine, record)
 
 
 def _run_detached(engine: Engine, record, options, presenter) -> int:
@@ -354,3 +412,4 @@ HANDLERS = {
 HANDLERS.update(container_commands.HANDLERS)
 HANDLERS.update(transfer_commands.HANDLERS)
 HANDLERS.update(network_commands.HANDLERS)
+HANDLERS.update(volume_commands.HANDLERS)

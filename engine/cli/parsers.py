@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from layerlab.engine.cli import container_parsers, network_commands, transfer_commands
+from layerlab.engine.cli import container_parsers, network_commands, transfer_commands, volume_commands
 
 
 class UsageError(Exception):
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     container_parsers.add_commands(sub)
     transfer_commands.add_parsers(sub, _command)
     network_commands.add_parsers(sub, _command)
+    volume_commands.add_parsers(sub, _command)
     _image_group(sub)
     _container_group(sub)
     return parser
@@ -78,6 +79,27 @@ def _add_run_flags(p):
     p.add_argument("-i", "--interactive", action="store_true", help="keep standard input open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    p.add_argument("--env-file", action="append", default=[], help="read environment variables from a file")
+    p.add_argument("-l", "--label", action="append", default=[], help="set a label on the container (KEY=value)")
+    p.add_argument("-v", "--volume", action="append", default=[],
+                   help="bind mount /host:/container[:ro], or a named volume NAME:/container")
+    p.add_argument("--mount", action="append", default=[],
+                   help="attach a mount: type=bind|volume|tmpfs,source=...,target=...[,readonly]")
+    p.add_argument("--tmpfs", action="append", default=[], help="mount a tmpfs: /path[:options such as size=64m]")
+    p.add_argument("--read-only", action="store_true", help="mount the container's root file system read-only")
+    p.add_argument("--init", action="store_true", help="run tini as PID 1 to reap zombies and forward signals")
+    p.add_argument("--cap-add", action="append", default=[], help="add a Linux capability, such as NET_ADMIN or ALL")
+    p.add_argument("--cap-drop", action="append", default=[], help="drop a Linux capability, such as CHOWN or ALL")
+    p.add_argument("--privileged", action="store_true",
+                   help="give every capability, the host's devices and a writable /sys, without masked paths or seccomp")
+    p.add_argument("--security-opt", action="append", default=[],
+                   help="no-new-privileges or seccomp=unconfined")
+    p.add_argument("-m", "--memory", default="", help="memory limit in bytes or with a unit: 512m, 1g")
+    p.add_argument("--cpus", default="", help="number of CPUs, such as 1.5")
+    p.add_argument("--pids-limit", type=int, default=0, help="maximum number of processes (0: unlimited)")
+    p.add_argument("--ulimit", action="append", default=[], help="resource limit NAME=SOFT[:HARD], such as nofile=1024")
+    p.add_argument("--stop-signal", default="", help="signal that stops the container (default: SIGTERM)")
+    p.add_argument("--stop-timeout", type=int, default=None, help="seconds to wait before killing the container on stop")
     p.add_argument("image", help="the image to run")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
 

@@ -2,6 +2,6 @@
 
 from layerlab.engine.runtime.container import Container, start
 from layerlab.engine.runtime.mountns import run_in_rootfs
-from layerlab.engine.runtime.specs import ContainerSpec, Mount, ProcessSpec, RootfsSpec
+from layerlab.engine.runtime.specs import ContainerSpec, Mount, ProcessSpec, Resources, RootfsSpec
 
-__all__ = ["Container", "ContainerSpec", "Mount", "ProcessSpec", "RootfsSpec", "run_in_rootfs", "start"]
+__all__ = ["Container", "ContainerSpec", "Mount", "ProcessSpec", "Resources", "RootfsSpec", "run_in_rootfs", "start"]

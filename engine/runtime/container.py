@@ -5,12 +5,14 @@ so no intermediate process exists: the child is PID 1 inside and an
 ordinary child of the launcher outside, which waitpid(2) can reap.
 """
 
+import dataclasses
 import logging
 import os
 import signal
+import socket
 
 from layerlab.engine.errors import ContainerError, InvalidArgumentError
-from layerlab.engine.runtime import syscalls
+from layerlab.engine.runtime import cgroups, syscalls
 from layerlab.engine.runtime.child_errors import receive_error, send_error
 from layerlab.engine.runtime.netsync import NetworkHandshake
 from layerlab.engine.runtime.process import init_container
@@ -22,18 +24,25 @@ log = logging.getLogger(__name__)
 class Container:
     """A started container, identified by the host PID of its init process."""
 
-    def __init__(self, container_id, pid):
+    def __init__(self, container_id, pid, *, cgroup_paths=(), terminal_fd=None):
         self.id = container_id
         self.pid = pid
         self.exit_code = None
+        self.cgroup_paths = list(cgroup_paths)
+        # The master of the container's pseudo-terminal (run -t); the caller reads and closes it.
+        self.terminal_fd = terminal_fd
 
     def wait(self):
-        """Wait for the container's init to exit and return its exit code (128 + signal if killed)."""
+        """Wait for the container's init to exit and return its exit code (128 + signal if killed).
+
+        Removes the container's cgroups once the init has been reaped.
+        """
         if self.exit_code is None:
             _, status = os.waitpid(self.pid, 0)
             code = os.waitstatus_to_exitcode(status)
             self.exit_code = 128 - code if code < 0 else code
             log.info("container %s (pid %d) exited with code %d", self.id, self.pid, self.exit_code)
+            cgroups.remove(self.cgroup_paths)
         return self.exit_code
 
     def kill(self, sig=signal.SIGKILL):
@@ -58,9 +67,6 @@ def _validate(spec):
         raise InvalidArgumentError(
             f"container {spec.id}: network {spec.network!r} needs a network_setup callback; use host or none without one"
         )
-    if spec.process.terminal:
-        # TODO: allocate a pseudo-terminal on the container's devpts and hand its master to the caller.
-        raise InvalidArgumentError(f"container {spec.id}: terminal mode is not supported yet")
 
 
 def fork_into_new_pid_namespace():
@@ -92,14 +98,47 @@ def start(spec, stdin=None, stdout=None, stderr=None, *, kill_with_parent=False)
     0-2, or None to inherit the caller's. With kill_with_parent the kernel
     sends SIGKILL to the container when the calling thread exits.
 
+    Creates the cgroups that spec.resources asks for, which Container.wait
+    removes. With spec.process.terminal the container's fds 0-2 are a
+    pseudo-terminal, and the Container's terminal_fd is its master.
+
     Returns once the program has been executed. A failure before that raises
     ContainerError, whose exit_code is 127 for a missing program and 126 for
     one that cannot be executed, as in Docker.
     """
     _validate(spec)
-    if needs_user_namespace():
-        return _start_in_user_namespace(spec, (stdin, stdout, stderr), kill_with_parent)
+    cgroup_paths = cgroups.create(spec.id, spec.resources)
+    channel = None
+    try:
+        if spec.process.terminal:
+            channel, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            spec = dataclasses.replace(spec, console_socket=child_end.detach())
+        spec = dataclasses.replace(spec, cgroup_paths=tuple(cgroup_paths))
+        try:
+            if needs_user_namespace():
+                container = _start_in_user_namespace(spec, (stdin, stdout, stderr), kill_with_parent)
+            else:
+                container = _start_as_root(spec, (stdin, stdout, stderr), kill_with_parent)
+        finally:
+            if spec.console_socket >= 0:
+                os.close(spec.console_socket)
+        container.cgroup_paths = cgroup_paths
+        if channel is not None:
+            # The init sent the master before it executed the program, so it is waiting in the socket.
+            from layerlab.engine.runtime.terminal import receive_master
 
+            container.terminal_fd = receive_master(channel)
+    except BaseException:
+        cgroups.remove(cgroup_paths)
+        raise
+    finally:
+        if channel is not None:
+            channel.close()
+    return container
+
+
+def _start_as_root(spec, stdio, kill_with_parent):
+    stdin, stdout, stderr = stdio
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     handshake = NetworkHandshake() if spec.network_setup is not None else None
 

@@ -33,14 +33,24 @@ STANDARD_SYMLINKS = {
 }
 
 
-def mount_dev(dev):
-    """Mount a fresh /dev on the directory `dev` and populate it."""
+# Host entries that a privileged container does not get: pts, shm and
+# mqueue are file systems mounted fresh below, and ptmx is a symlink into pts.
+_HOST_DEVICE_SKIP = ("pts", "shm", "mqueue", "ptmx")
+
+
+def mount_dev(dev, host_devices=False):
+    """Mount a fresh /dev on the directory `dev` and populate it; with host_devices, with every host device.
+
+    Runs before pivot_root, so the host's /dev is still at /dev.
+    """
     # nosuid: no set-user-ID program can be placed on it. Not nodev, since
     # the nodes below live on it. strictatime and the 64 MiB size are runc's.
     syscalls.mount("tmpfs", dev, "tmpfs", syscalls.MS_NOSUID | syscalls.MS_STRICTATIME, "mode=755,size=65536k")
 
     for name, (major, minor) in STANDARD_DEVICES.items():
         _create_device(os.path.join(dev, name), major, minor)
+    if host_devices:
+        _copy_host_devices("/dev", dev)
 
     _mount_devpts(os.path.join(dev, "pts"))
     _mount_shm(os.path.join(dev, "shm"))
@@ -50,19 +60,42 @@ def mount_dev(dev):
         os.symlink(target, os.path.join(dev, name))
 
 
-def _create_device(path, major, minor):
+def _copy_host_devices(host_dir, container_dir):
+    # --privileged gives the container the host's devices, as runc does
+    # for Docker: every character and block device, with its mode and owner.
+    for entry in os.scandir(host_dir):
+        if entry.name in _HOST_DEVICE_SKIP or entry.is_symlink():
+            continue
+        path = os.path.join(container_dir, entry.name)
+        if entry.is_dir():
+            os.makedirs(path, 0o755, exist_ok=True)
+            _copy_host_devices(entry.path, path)
+            continue
+        info = entry.stat(follow_symlinks=False)
+        if not (stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)) or os.path.lexists(path):
+            continue
+        _create_device(path, os.major(info.st_rdev), os.minor(info.st_rdev), kind=stat.S_IFMT(info.st_mode),
+                       mode=stat.S_IMODE(info.st_mode), host_path=entry.path)
+        try:
+            os.lchown(path, info.st_uid, info.st_gid)
+        except OSError:
+            # In a user namespace the host's owner may be unmapped.
+            pass
+
+
+def _create_device(path, major, minor, kind=stat.S_IFCHR, mode=0o666, host_path=None):
     try:
-        syscalls.mknod(path, stat.S_IFCHR | 0o666, major, minor)
+        syscalls.mknod(path, kind | mode, major, minor)
     except syscalls.SyscallError as error:
         # Without CAP_MKNOD (in a user namespace) bind the host's node instead.
         if error.errno != errno.EPERM:
             raise
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
-        syscalls.mount(os.path.join("/dev", os.path.basename(path)), path, None, syscalls.MS_BIND)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, mode))
+        syscalls.mount(host_path or os.path.join("/dev", os.path.basename(path)), path, None, syscalls.MS_BIND)
         return
 
     # mknod applies the umask, so set the mode explicitly.
-    os.chmod(path, 0o666)
+    os.chmod(path, mode)
 
 
 def _mount_devpts(path):

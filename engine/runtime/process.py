@@ -9,11 +9,12 @@ import errno
 import fcntl
 import logging
 import os
+import resource
 import signal
 import stat
 
 from layerlab.engine.errors import ContainerError
-from layerlab.engine.runtime import capabilities, rootfs, syscalls
+from layerlab.engine.runtime import capabilities, cgroups, rootfs, syscalls
 from layerlab.engine.runtime.users import resolve_user, user_env
 from layerlab.engine.runtime.userns import setgroups_allowed
 
@@ -31,6 +32,7 @@ def init_container(spec, stdio, kill_with_parent, network_handshake=None):
     execve, until the launcher has configured it.
     """
     _detach_from_launcher(kill_with_parent)
+    cgroups.join(spec.cgroup_paths)
 
     _unshare_namespaces(spec)
     syscalls.sethostname(spec.hostname)
@@ -41,6 +43,16 @@ def init_container(spec, stdio, kill_with_parent, network_handshake=None):
     if network_handshake is not None:
         network_handshake.notify_ready()
 
+    # A launcher without some capability (root on some hosts lacks
+    # CAP_SYS_RESOURCE) cannot grant it, so --privileged gets what it has.
+    requested = capabilities.capability_set(spec.cap_add, spec.cap_drop, spec.privileged)
+    mask = capabilities.capability_mask(requested) & capabilities.permitted_mask()
+    # libseccomp and the terminal's C modules are on the host, so they are
+    # loaded before pivot_root.
+    seccomp_filter = _prepare_seccomp(spec, mask)
+    if spec.process.terminal:
+        from layerlab.engine.runtime import terminal
+
     os.umask(_UMASK)
     rootfs.make_mounts_private()
     rootfs.pivot_root(rootfs.prepare_rootfs(spec))
@@ -48,16 +60,23 @@ def init_container(spec, stdio, kill_with_parent, network_handshake=None):
     exec_user = resolve_user(spec.process.user)
     env = user_env(spec.process.env, exec_user, spec.hostname)
     _make_cwd(spec.process.cwd)
+    console = None
+    if spec.process.terminal:
+        console = terminal.open_console(spec.console_socket)
     if spec.readonly_rootfs:
         rootfs.remount_root_readonly()
 
-    _dup_stdio(stdio)
+    if console is not None:
+        terminal.attach_slave(console)
+    else:
+        _dup_stdio(stdio)
     _close_other_fds_on_exec()
+    _set_ulimits(spec.ulimits)
 
-    # A launcher without some capability (root on some hosts lacks
-    # CAP_SYS_RESOURCE) cannot grant it, so --privileged gets what it has.
-    requested = capabilities.capability_set(spec.cap_add, spec.cap_drop, spec.privileged)
-    mask = capabilities.capability_mask(requested) & capabilities.permitted_mask()
+    # Loaded while CAP_SYS_ADMIN is still effective, so the filter needs no
+    # no_new_privs (runc's order). Every call from here to execve is allowed.
+    if seccomp_filter is not None:
+        seccomp_filter.load()
     _switch_user(exec_user, mask)
     if spec.no_new_privileges:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
@@ -66,6 +85,28 @@ def init_container(spec, stdio, kill_with_parent, network_handshake=None):
     if network_handshake is not None:
         network_handshake.wait_released()
     execve(spec.process.args, env)
+
+
+def _prepare_seccomp(spec, mask):
+    if spec.seccomp != "default" or spec.privileged:
+        return None
+    from layerlab.engine.runtime import seccomp
+
+    names = {name for name, number in capabilities.CAPABILITIES.items() if mask & (1 << number)}
+    return seccomp.prepare(names, spec.no_new_privileges)
+
+
+def _set_ulimits(ulimits):
+    # Only the current hard limit or less can be asked for: raising a hard
+    # limit needs CAP_SYS_RESOURCE, which root lacks on some hosts.
+    for name, (soft, hard) in ulimits.items():
+        number = getattr(resource, f"RLIMIT_{name.upper()}")
+        try:
+            resource.setrlimit(number, (soft, hard))
+        except (OSError, ValueError) as error:
+            current = resource.getrlimit(number)[1]
+            raise ContainerError(f"cannot set --ulimit {name}={soft}:{hard}: {error}; the current hard limit is "
+                                 f"{'unlimited' if current == resource.RLIM_INFINITY else current}") from None
 
 
 def _detach_from_launcher(kill_with_parent):

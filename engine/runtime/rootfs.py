@@ -57,7 +57,7 @@ def prepare_rootfs(spec):
     bind_etc_files(root, spec.etc_files)
     mount_extra(root, spec.mounts)
     mount_proc(ensure_mountpoint(root, "/proc"))
-    mount_dev(ensure_mountpoint(root, "/dev"))
+    mount_dev(ensure_mountpoint(root, "/dev"), host_devices=spec.privileged)
     mount_sys(ensure_mountpoint(root, "/sys"), spec.network, spec.privileged)
 
     if not spec.privileged:
@@ -73,18 +73,79 @@ def bind_etc_files(root, etc_files):
         syscalls.mount(host_path, target, None, syscalls.MS_BIND)
 
 
+# Mount flags that may appear among a tmpfs mount's options: name -> (set, clear).
+_TMPFS_FLAG_OPTIONS = {
+    "ro": (syscalls.MS_RDONLY, 0),
+    "rw": (0, syscalls.MS_RDONLY),
+    "nosuid": (syscalls.MS_NOSUID, 0),
+    "suid": (0, syscalls.MS_NOSUID),
+    "nodev": (syscalls.MS_NODEV, 0),
+    "dev": (0, syscalls.MS_NODEV),
+    "noexec": (syscalls.MS_NOEXEC, 0),
+    "exec": (0, syscalls.MS_NOEXEC),
+}
+
+
+def tmpfs_flags_and_data(options, readonly):
+    """Split a tmpfs option list into mount flags and the data string that tmpfs parses."""
+    # nosuid and nodev unless the options say otherwise: a tmpfs holds
+    # files that the container wrote, never devices or set-user-ID programs
+    # to trust.
+    flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | (syscalls.MS_RDONLY if readonly else 0)
+    data = []
+    for option in filter(None, (options or "").split(",")):
+        if option in _TMPFS_FLAG_OPTIONS:
+            set_bits, clear_bits = _TMPFS_FLAG_OPTIONS[option]
+            flags = (flags | set_bits) & ~clear_bits
+        else:
+            data.append(option)
+    return flags, ",".join(data) or None
+
+
 def mount_extra(root, mounts):
-    """Mount the spec's extra bind and tmpfs mounts, remounting read-only binds read-only."""
+    """Mount the spec's extra bind and tmpfs mounts, making read-only binds read-only."""
     for extra in mounts:
         if extra.type == "tmpfs":
             target = ensure_mountpoint(root, extra.target)
-            flags = syscalls.MS_NOSUID | syscalls.MS_NODEV | (syscalls.MS_RDONLY if extra.readonly else 0)
-            syscalls.mount("tmpfs", target, "tmpfs", flags, extra.options or None)
+            flags, data = tmpfs_flags_and_data(extra.options, extra.readonly)
+            syscalls.mount("tmpfs", target, "tmpfs", flags, data)
             continue
         target = ensure_mountpoint(root, extra.target, directory=os.path.isdir(extra.source))
+        if extra.copy_up:
+            copy_up(target, extra.source)
         syscalls.mount(extra.source, target, None, syscalls.MS_BIND | syscalls.MS_REC)
         if extra.readonly:
-            syscalls.mount(None, target, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
+            _make_tree_readonly(target)
+
+
+def copy_up(image_dir, volume_dir):
+    """Copy the image's files at `image_dir` into the empty volume `volume_dir`, keeping owners and modes."""
+    if not os.path.isdir(image_dir) or os.listdir(volume_dir):
+        return
+    for entry in os.scandir(image_dir):
+        _copy_entry(entry.path, os.path.join(volume_dir, entry.name))
+    info = os.stat(image_dir)
+    os.chown(volume_dir, info.st_uid, info.st_gid)
+    os.chmod(volume_dir, stat.S_IMODE(info.st_mode))
+
+
+def _copy_entry(source, destination):
+    import shutil
+
+    info = os.lstat(source)
+    if stat.S_ISDIR(info.st_mode):
+        os.mkdir(destination)
+        for entry in os.scandir(source):
+            _copy_entry(entry.path, os.path.join(destination, entry.name))
+        os.chmod(destination, stat.S_IMODE(info.st_mode))
+    elif stat.S_ISLNK(info.st_mode):
+        os.symlink(os.readlink(source), destination)
+    elif stat.S_ISREG(info.st_mode):
+        shutil.copy2(source, destination, follow_symlinks=False)
+    else:
+        # Devices, fifos and sockets are left out, as a volume holds data.
+        return
+    os.lchown(destination, info.st_uid, info.st_gid)
 
 
 def mount_proc(path):

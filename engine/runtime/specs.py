@@ -32,7 +32,21 @@ class Mount:
     target: str  # absolute path inside the container
     source: str = ""  # host path for "bind"
     readonly: bool = False
-    options: str = ""  # file system data for "tmpfs", such as "size=64m"
+    # For "tmpfs": file system data such as "size=64m", and mount flags
+    # such as "noexec" or "nosuid" in the same comma-separated list.
+    options: str = ""
+    # Copy the image's files at `target` into an empty `source` before
+    # binding it, as Docker fills a new named volume.
+    copy_up: bool = False
+
+
+@dataclass
+class Resources:
+    """cgroup limits; 0 means no limit."""
+
+    memory: int = 0  # bytes
+    nano_cpus: int = 0  # 10**9 per CPU, as Docker's NanoCpus
+    pids_limit: int = 0
 
 
 @dataclass
@@ -57,3 +71,10 @@ class ContainerSpec:
     # namespace exists; the container's program is executed only after it returns.
     network_setup: Callable[[int], None] | None = None
     netns_path: str = ""  # join this network namespace (/proc/PID/ns/net) instead of creating one
+    seccomp: str = ""  # "default" loads Docker's default profile; "" or "unconfined" loads none
+    resources: Resources = field(default_factory=Resources)
+    ulimits: dict[str, tuple[int, int]] = field(default_factory=dict)  # "nofile" -> (soft, hard)
+    # The socket of a terminal container: the child sends the pseudo-terminal's
+    # master fd on it, as runc's --console-socket. `start` fills it in.
+    console_socket: int = -1
+    cgroup_paths: tuple[str, ...] = ()  # cgroups the init joins; `start` creates them from `resources`

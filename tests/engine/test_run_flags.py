@@ -1,0 +1,556 @@
+"""`run` flags beyond the process: stdin, terminals, env files, mounts and volumes, read-only roots,
+--init, capabilities, privileges, seccomp, cgroup limits, ulimits, stop settings and labels.
+
+Each test runs real busybox containers with `--network none` in its own store.
+"""
+
+import json
+import os
+import pty
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from tests.engine.test_lifecycle import busybox, busybox_template  # noqa: F401 (fixtures)
+from tests.engine.test_rootless import as_user, bootstrap, data_home, tester  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="these tests run containers as root")
+
+RUN = ("run", "--rm", "--network", "none")
+
+
+def status_field(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def leftover_cgroups():
+    found = []
+    for controller in ("memory", "cpu", "pids"):
+        parent = f"/sys/fs/cgroup/{controller}/layerlab"
+        if os.path.isdir(parent):
+            found += [name for name in os.listdir(parent) if os.path.isdir(os.path.join(parent, name))]
+    unified = "/sys/fs/cgroup/layerlab"
+    if os.path.isdir(unified):
+        found += [name for name in os.listdir(unified) if os.path.isdir(os.path.join(unified, name))]
+    return found
+
+
+# -i and -t
+
+def test_interactive_passes_stdin(busybox, cli):
+    result = cli(*RUN, "-i", "busybox", "cat", input="hi\n")
+
+    assert result.returncode == 0
+    assert result.stdout == "hi\n"
+
+
+def test_stdin_closed_without_interactive(busybox, cli):
+    result = cli(*RUN, "busybox", "cat", input="hi\n")
+
+    assert result.returncode == 0
+    assert result.stdout == ""
+
+
+def test_tty_is_dev_pts_0(busybox, cli):
+    # The terminal ends lines with \r\n, which text mode reads as \n.
+    result = cli(*RUN, "-t", "busybox", "tty")
+
+    assert result.returncode == 0
+    assert result.stdout == "/dev/pts/0\n"
+
+
+def test_tty_adds_dev_console(busybox, cli):
+    result = cli(*RUN, "-t", "busybox", "sh", "-c", "test -c /dev/console && echo console")
+
+    assert result.stdout == "console\n"
+
+
+def test_interactive_tty_needs_terminal(busybox, cli):
+    result = cli(*RUN, "-it", "busybox", "true", input="")
+
+    assert result.returncode == 1
+    assert result.stderr == "the input device is not a TTY\n"
+
+
+def test_interactive_tty_on_pty(busybox, store_root):
+    # Our stdin and stdout are a pseudo-terminal, as in an interactive shell.
+    master, slave = pty.openpty()
+    env = dict(os.environ, LAYERLAB_ROOT=str(store_root))
+    process = subprocess.Popen([sys.executable, "-m", "layerlab", *RUN, "-it", "busybox", "sh", "-c",
+                                "read line; echo got-$line; tty"],
+                               stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    os.write(master, b"hello\n")
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+
+    assert process.wait(timeout=60) == 0
+    assert b"got-hello" in output
+    assert b"/dev/pts/0" in output
+
+
+def test_detached_tty_logs_terminal_output(busybox, cli):
+    started = cli("run", "-dt", "--network", "none", "--name", "t", "busybox", "tty")
+    cli("wait", "t")
+
+    logs = cli("logs", "t")
+    cli("rm", "-f", "t")
+
+    assert started.returncode == 0
+    assert logs.stdout.replace("\r", "") == "/dev/pts/0\n"
+
+
+# --env-file and labels
+
+def test_env_file_sets_variables(busybox, cli, tmp_path):
+    # A bare name takes its value from our environment, as HOME does here.
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\n\nA=1\nB=two words\nHOME\n")
+
+    result = cli(*RUN, "--env-file", env_file, "-e", "A=override", "busybox", "sh", "-c", 'echo "$A|$B|$HOME"')
+
+    assert result.stdout == f"override|two words|{os.environ['HOME']}\n"
+
+
+def test_env_file_rejects_space_in_name(busybox, cli, tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("BAD NAME=1\n")
+
+    result = cli(*RUN, "--env-file", env_file, "busybox", "true")
+
+    assert result.returncode == 125
+    assert "variable 'BAD NAME' contains whitespaces" in result.stderr
+
+
+def test_env_file_missing(busybox, cli, tmp_path):
+    result = cli(*RUN, "--env-file", tmp_path / "none", "busybox", "true")
+
+    assert result.returncode == 125
+    assert "no such file or directory" in result.stderr
+
+
+def test_labels_in_inspect(busybox, cli):
+    cli("run", "--network", "none", "--name", "t", "-l", "tier=web", "--label", "empty", "busybox", "true")
+
+    labels = json.loads(cli("inspect", "-f", "{{json .Config.Labels}}", "t").stdout)
+
+    assert labels["tier"] == "web"
+    assert labels["empty"] == ""
+
+
+def test_stop_settings_in_inspect(busybox, cli):
+    cli("run", "--network", "none", "--name", "t", "--stop-signal", "USR1", "--stop-timeout", "3", "busybox", "true")
+
+    document = json.loads(cli("inspect", "t").stdout)[0]
+
+    assert document["Config"]["StopSignal"] == "SIGUSR1"
+    assert document["Config"]["StopTimeout"] == 3
+
+
+def test_stop_uses_stop_signal(busybox, cli):
+    # The shell exits 42 on USR1 only, so the exit code shows which signal came.
+    script = "trap 'exit 42' USR1; while true; do sleep 0.1; done"
+    cli("run", "-d", "--network", "none", "--name", "t", "--stop-signal", "SIGUSR1", "--stop-timeout", "20",
+        "busybox", "sh", "-c", script)
+
+    stop = cli("stop", "t")
+    code = cli("inspect", "-f", "{{.State.ExitCode}}", "t").stdout.strip()
+    cli("rm", "-f", "t")
+
+    assert stop.returncode == 0
+    assert code == "42"
+
+
+# -v, --mount and --tmpfs
+
+def test_bind_mount_read_write(busybox, cli, tmp_path):
+    (tmp_path / "in.txt").write_text("from host\n")
+
+    result = cli(*RUN, "-v", f"{tmp_path}:/data", "busybox", "sh", "-c", "cat /data/in.txt; echo back > /data/out.txt")
+
+    assert result.stdout == "from host\n"
+    assert (tmp_path / "out.txt").read_text() == "back\n"
+
+
+def test_bind_mount_read_only(busybox, cli, tmp_path):
+    result = cli(*RUN, "-v", f"{tmp_path}:/data:ro", "busybox", "touch", "/data/x")
+
+    assert result.returncode == 1
+    assert "Read-only file system" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_bind_creates_missing_host_dir(busybox, cli, tmp_path):
+    result = cli(*RUN, "-v", f"{tmp_path}/made:/data", "busybox", "true")
+
+    assert result.returncode == 0
+    assert (tmp_path / "made").is_dir()
+
+
+def test_mount_bind_missing_source(busybox, cli, tmp_path):
+    result = cli(*RUN, "--mount", f"type=bind,source={tmp_path}/none,target=/data", "busybox", "true")
+
+    assert result.returncode == 125
+    assert "bind source path does not exist" in result.stderr
+
+
+def test_mount_bind_readonly(busybox, cli, tmp_path):
+    result = cli(*RUN, "--mount", f"type=bind,source={tmp_path},target=/data,readonly", "busybox",
+                 "sh", "-c", "grep ' /data ' /proc/mounts")
+
+    assert result.stdout.split()[3].split(",")[0] == "ro"
+
+
+def test_named_volume_persists(busybox, cli, store_root):
+    cli(*RUN, "-v", "data:/data", "busybox", "sh", "-c", "echo kept > /data/file")
+
+    second = cli(*RUN, "-v", "data:/data", "busybox", "cat", "/data/file")
+
+    assert second.stdout == "kept\n"
+    assert (store_root / "volumes" / "data" / "_data" / "file").read_text() == "kept\n"
+
+
+def test_named_volume_copies_image_files(busybox, cli, store_root):
+    result = cli(*RUN, "-v", "etc:/etc", "busybox", "cat", "/etc/passwd")
+
+    copied = store_root / "volumes" / "etc" / "_data" / "passwd"
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("root:")
+    assert copied.read_text() == result.stdout
+
+
+def test_named_volume_nocopy(busybox, cli, store_root):
+    result = cli(*RUN, "-v", "empty:/etc:nocopy", "busybox", "ls", "/etc")
+
+    assert result.stdout == ""
+
+
+def test_anonymous_volume_removed_with_rm(busybox, cli, store_root):
+    result = cli(*RUN, "-v", "/scratch", "busybox", "touch", "/scratch/x")
+
+    assert result.returncode == 0
+    assert cli("volume", "ls", "-q").stdout == ""
+
+
+def test_tmpfs_flag(busybox, cli):
+    result = cli(*RUN, "--tmpfs", "/scratch:size=1m", "busybox", "sh", "-c", "grep ' /scratch ' /proc/mounts")
+
+    options = result.stdout.split()[3].split(",")
+
+    assert result.stdout.split()[2] == "tmpfs"
+    assert "noexec" in options
+    assert "size=1024k" in options
+
+
+def test_mount_tmpfs(busybox, cli):
+    result = cli(*RUN, "--mount", "type=tmpfs,target=/scratch,tmpfs-size=2m", "busybox", "sh", "-c",
+                 "touch /scratch/x && grep ' /scratch ' /proc/mounts")
+
+    assert result.returncode == 0
+    assert "size=2048k" in result.stdout
+
+
+def test_volume_relative_target_rejected(busybox, cli):
+    result = cli(*RUN, "-v", "data:relative", "busybox", "true")
+
+    assert result.returncode == 125
+    assert "must be absolute" in result.stderr
+
+
+def test_duplicate_mount_point_rejected(busybox, cli, tmp_path):
+    result = cli(*RUN, "-v", f"{tmp_path}:/data", "--tmpfs", "/data", "busybox", "true")
+
+    assert result.returncode == 125
+    assert "Duplicate mount point: /data" in result.stderr
+
+
+# volume commands
+
+def test_volume_create_ls_inspect_rm(busybox, cli, store_root):
+    created = cli("volume", "create", "--label", "k=v", "myvol")
+    listed = cli("volume", "ls")
+    document = json.loads(cli("volume", "inspect", "myvol").stdout)[0]
+    removed = cli("volume", "rm", "myvol")
+
+    assert created.stdout == "myvol\n"
+    assert listed.stdout == "DRIVER    VOLUME NAME\nlocal     myvol\n"
+    assert document["Driver"] == "local"
+    assert document["Labels"] == {"k": "v"}
+    assert document["Mountpoint"] == str(store_root / "volumes" / "myvol" / "_data")
+    assert removed.stdout == "myvol\n"
+    assert cli("volume", "ls", "-q").stdout == ""
+
+
+def test_volume_create_random_name(busybox, cli):
+    created = cli("volume", "create")
+
+    assert len(created.stdout.strip()) == 64
+
+
+def test_volume_rm_in_use(busybox, cli):
+    cli("run", "--network", "none", "--name", "user", "-v", "busy:/data", "busybox", "true")
+
+    removed = cli("volume", "rm", "busy")
+
+    assert removed.returncode == 1
+    assert "volume is in use" in removed.stderr
+
+
+def test_volume_rm_missing(busybox, cli):
+    removed = cli("volume", "rm", "nothing")
+
+    assert removed.returncode == 1
+    assert removed.stderr == "Error: No such volume: nothing\n"
+
+
+def test_volume_prune_keeps_used(busybox, cli):
+    cli("volume", "create", "unused")
+    cli("run", "--network", "none", "--name", "user", "-v", "used:/data", "busybox", "true")
+
+    pruned = cli("volume", "prune", "-f")
+
+    assert pruned.stdout.startswith("Deleted Volumes:\nunused\n")
+    assert cli("volume", "ls", "-q").stdout == "used\n"
+
+
+def test_volume_invalid_name(busybox, cli):
+    result = cli("volume", "create", "bad/name")
+
+    assert result.returncode == 125
+    assert "includes invalid characters for a local volume name" in result.stderr
+
+
+# --read-only and --init
+
+def test_read_only_root(busybox, cli, tmp_path):
+    result = cli(*RUN, "--read-only", "--tmpfs", "/tmp", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c",
+                 "touch /x 2>/dev/null && echo root-writable; touch /tmp/y /data/z && echo mounts-writable")
+
+    assert result.stdout == "mounts-writable\n"
+
+
+def test_init_is_pid_1(busybox, cli):
+    result = cli(*RUN, "--init", "busybox", "cat", "/proc/1/cmdline")
+
+    assert result.returncode == 0
+    assert result.stdout.split("\0")[:3] == ["/sbin/docker-init", "--", "cat"]
+
+
+def test_init_reaps_zombies(busybox, cli):
+    # The shell forks a child that forks a grandchild and exits at once; the
+    # orphan goes to PID 1, which must reap it.
+    script = "sh -c 'sleep 0.2 &' ; sleep 1; ps -o stat | grep -c Z"
+    result = cli(*RUN, "--init", "busybox", "sh", "-c", script)
+
+    assert result.stdout.strip() == "0"
+
+
+def test_init_forwards_signals(busybox, cli):
+    cli("run", "-d", "--network", "none", "--init", "--name", "t", "busybox", "sh", "-c",
+        "trap 'exit 7' TERM; while true; do sleep 0.1; done")
+
+    cli("stop", "-t", "20", "t")
+    code = cli("inspect", "-f", "{{.State.ExitCode}}", "t").stdout.strip()
+    cli("rm", "-f", "t")
+
+    assert code == "7"
+
+
+# capabilities, privileges and seccomp
+
+def test_cap_add_and_drop(busybox, cli):
+    result = cli(*RUN, "--cap-add", "NET_ADMIN", "--cap-drop", "chown", "busybox", "cat", "/proc/self/status")
+
+    effective = int(status_field(result.stdout, "CapEff"), 16)
+
+    assert effective & (1 << 12)
+    assert not effective & (1 << 0)
+
+
+def test_cap_unknown_rejected(busybox, cli):
+    result = cli(*RUN, "--cap-add", "NOT_A_CAP", "busybox", "true")
+
+    assert result.returncode == 125
+    assert "unknown capability: 'NOT_A_CAP'" in result.stderr
+
+
+def test_privileged_world(busybox, cli):
+    result = cli(*RUN, "--privileged", "busybox", "sh", "-c",
+                 "cat /proc/self/status; grep ' /sys ' /proc/mounts; grep -c ' /proc/kcore ' /proc/mounts; ls /dev")
+
+    effective = int(status_field(result.stdout, "CapEff"), 16)
+    permitted_by_launcher = int(status_field(open("/proc/self/status").read(), "CapEff"), 16)
+
+    assert effective == permitted_by_launcher
+    assert status_field(result.stdout, "Seccomp") == "0"
+    assert " sysfs rw," in result.stdout
+    assert "\n0\n" in result.stdout
+    # A host device outside the standard set, such as the disk.
+    host_only = {name for name in os.listdir("/dev") if name.startswith(("vd", "sd", "loop", "nvme"))}
+    assert not host_only or host_only & set(result.stdout.split())
+
+
+def test_no_new_privileges(busybox, cli):
+    result = cli(*RUN, "--security-opt", "no-new-privileges", "busybox", "cat", "/proc/self/status")
+
+    assert status_field(result.stdout, "NoNewPrivs") == "1"
+
+
+def test_default_seccomp_filter(busybox, cli):
+    result = cli(*RUN, "busybox", "cat", "/proc/self/status")
+
+    assert status_field(result.stdout, "Seccomp") == "2"
+    assert status_field(result.stdout, "NoNewPrivs") == "0"
+
+
+def test_seccomp_blocks_unshare(busybox, cli):
+    # unshare(2) needs CAP_SYS_ADMIN in the profile, so it fails with EPERM even for a mount namespace.
+    result = cli(*RUN, "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "busybox",
+                 "unshare", "-m", "true")
+    blocked = cli(*RUN, "busybox", "unshare", "-m", "true")
+
+    assert result.returncode == 0
+    assert blocked.returncode != 0
+    assert "Operation not permitted" in blocked.stderr
+
+
+def test_seccomp_unconfined(busybox, cli):
+    result = cli(*RUN, "--security-opt", "seccomp=unconfined", "busybox", "cat", "/proc/self/status")
+
+    assert status_field(result.stdout, "Seccomp") == "0"
+
+
+def test_security_opt_invalid(busybox, cli):
+    result = cli(*RUN, "--security-opt", "bogus", "busybox", "true")
+
+    assert result.returncode == 125
+    assert "Invalid --security-opt: 'bogus'" in result.stderr
+
+
+# cgroups and ulimits
+
+def test_memory_cpus_pids_limits(busybox, cli):
+    result = cli(*RUN, "--memory", "64m", "--cpus", "0.5", "--pids-limit", "50", "busybox", "cat", "/proc/self/cgroup")
+
+    lines = dict(line.split(":", 2)[1:] for line in result.stdout.splitlines())
+    memory_dir = "/sys/fs/cgroup/memory" + lines.get("memory", "")
+
+    assert result.returncode == 0
+    assert lines["memory"].startswith("/layerlab/")
+    assert lines["pids"].startswith("/layerlab/")
+    assert not os.path.exists(memory_dir)
+    assert leftover_cgroups() == []
+
+
+def test_limits_are_written(busybox, cli):
+    result = cli("run", "-d", "--network", "none", "--name", "t", "--memory", "64m", "--cpus", "0.5",
+                 "--pids-limit", "50", "busybox", "sleep", "30")
+    pid = json.loads(cli("inspect", "t").stdout)[0]["State"]["Pid"]
+    with open(f"/proc/{pid}/cgroup") as file:
+        paths = dict(line.strip().split(":", 2)[1:] for line in file)
+    memory = open(f"/sys/fs/cgroup/memory{paths['memory']}/memory.limit_in_bytes").read().strip()
+    quota = open(f"/sys/fs/cgroup/cpu{paths['cpu']}/cpu.cfs_quota_us").read().strip()
+    pids = open(f"/sys/fs/cgroup/pids{paths['pids']}/pids.max").read().strip()
+    cli("rm", "-f", "t")
+
+    assert result.returncode == 0
+    assert memory == str(64 * 1024 * 1024)
+    assert quota == "50000"
+    assert pids == "50"
+    assert leftover_cgroups() == []
+
+
+def test_pids_limit_enforced(busybox, cli):
+    # The sixth process cannot be forked, so the shell fails before `echo`.
+    result = cli(*RUN, "--pids-limit", "5", "busybox", "sh", "-c",
+                 "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; wait; echo done")
+
+    assert result.returncode != 0
+    assert "done" not in result.stdout
+    assert "fork" in result.stderr
+    assert leftover_cgroups() == []
+
+
+def test_memory_below_minimum(busybox, cli):
+    result = cli(*RUN, "--memory", "1m", "busybox", "true")
+
+    assert result.returncode == 125
+    assert "Minimum memory limit allowed is 6MB" in result.stderr
+
+
+def test_cpus_above_host(busybox, cli):
+    result = cli(*RUN, "--cpus", str((os.cpu_count() or 1) + 1), "busybox", "true")
+
+    assert result.returncode == 125
+    assert "Range of CPUs is from 0.01" in result.stderr
+
+
+def test_ulimits_inherited(busybox, cli):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    result = cli(*RUN, "busybox", "sh", "-c", "ulimit -n; ulimit -Hn")
+
+    assert result.stdout.split() == [str(soft), str(hard)]
+
+
+def test_ulimit_lowered(busybox, cli):
+    result = cli(*RUN, "--ulimit", "nofile=100:200", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn")
+
+    assert result.stdout.split() == ["100", "200"]
+
+
+def test_ulimit_above_hard_rejected(busybox, cli):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("the nofile hard limit is unlimited here")
+
+    result = cli(*RUN, "--ulimit", f"nofile={hard + 1}", "busybox", "true")
+
+    assert result.returncode == 125
+    assert f"above this process's hard limit {hard}" in result.stderr
+
+
+# rootless
+
+def test_rootless_memory_needs_cgroups(tester, data_home):
+    bootstrap(tester, data_home)
+
+    result = as_user(tester, data_home, "layerlab run --rm --memory 64m busybox true", check=False)
+
+    assert result.returncode == 125
+    assert "cannot apply --memory: cgroups need root or a delegated cgroup2 subtree" in result.stderr
+
+
+def test_rootless_flags(tester, data_home):
+    bootstrap(tester, data_home)
+    mount_dir = os.path.join(data_home, "shared")
+    os.mkdir(mount_dir)
+    os.chown(mount_dir, tester.pw_uid, tester.pw_gid)
+
+    volume = as_user(tester, data_home, f"layerlab run --rm -v {mount_dir}:/data -v vol:/v --tmpfs /t "
+                     "busybox sh -c 'echo x > /data/f; echo y > /v/f; touch /t/z; cat /v/f'")
+    tty = as_user(tester, data_home, "layerlab run --rm -t busybox tty")
+    seccomp = as_user(tester, data_home, "layerlab run --rm --read-only --cap-drop ALL busybox "
+                      "grep -e Seccomp: -e CapEff /proc/self/status")
+    stdin = as_user(tester, data_home, "echo hi | layerlab run --rm -i busybox cat")
+
+    assert volume.stdout == "y\n"
+    assert open(os.path.join(mount_dir, "f")).read() == "x\n"
+    assert tty.stdout == "/dev/pts/0\n"
+    assert "Seccomp:\t2" in seccomp.stdout
+    assert "CapEff:\t0000000000000000" in seccomp.stdout
+    assert stdin.stdout == "hi\n"
