@@ -7,7 +7,6 @@ it takes.
 
 from __future__ import annotations
 
-import ctypes.util
 import logging
 import os
 import shutil
@@ -33,9 +32,13 @@ def seccomp_support() -> str:
                 kernel = "yes"
     except OSError:
         kernel = "unknown"
-    library = ctypes.util.find_library("seccomp")
-    # TODO: containers get no seccomp filter yet, whatever the host supports.
-    return f"kernel {kernel}, libseccomp {library or 'not found'}; no filter is applied to containers"
+    from layerlab.engine.runtime import seccomp
+
+    version = seccomp.library_version()
+    if not version:
+        return (f"kernel {kernel}, {seccomp.LIBRARY} not found; containers fail to start unless run with "
+                "--security-opt seccomp=unconfined (install libseccomp2)")
+    return f"kernel {kernel}, libseccomp {version}; containers get Docker's default profile"
 
 
 def probe_userns_overlay(scratch_parent: str) -> tuple[bool, str]:

@@ -57,6 +57,10 @@ def mount_dev(dev, host_devices=False):
     _mount_mqueue(os.path.join(dev, "mqueue"))
 
     for name, target in STANDARD_SYMLINKS.items():
+        # Kernels built without CONFIG_PROC_KCORE have no /proc/kcore, and
+        # runc then leaves /dev/core out too.
+        if name == "core" and not os.path.exists("/proc/kcore"):
+            continue
         os.symlink(target, os.path.join(dev, name))
 
 

@@ -192,8 +192,9 @@ def mask_paths(root):
             continue
 
         if stat.S_ISDIR(info.st_mode):
-            # Read-only keeps it empty, and the other flags match /proc's.
-            syscalls.mount("tmpfs", target, "tmpfs", syscalls.MS_RDONLY | _NO_SUID_DEV_EXEC)
+            # Read-only keeps it empty. runc sets no other flag, and an
+            # empty read-only tmpfs needs none.
+            syscalls.mount("tmpfs", target, "tmpfs", syscalls.MS_RDONLY)
         else:
             syscalls.mount(null, target, None, syscalls.MS_BIND)
 
