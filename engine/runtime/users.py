@@ -108,13 +108,22 @@ def _resolve_group(group_entries, group_part):
 
 
 def user_env(env, exec_user, hostname):
-    """Return `env` with Docker's defaults added where missing: PATH, HOSTNAME and HOME."""
-    names = {item.partition("=")[0] for item in env}
-    result = list(env)
-    if "PATH" not in names:
-        result.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    if "HOSTNAME" not in names:
-        result.append(f"HOSTNAME={hostname}")
-    if "HOME" not in names:
+    """Return `env` with Docker's defaults added where missing: PATH, HOSTNAME and HOME.
+
+    Docker starts from PATH and HOSTNAME, replaces or appends the image's and
+    the user's variables, and its runtime appends HOME last, so PATH and
+    HOSTNAME always come first in that order.
+    """
+    values = {}
+    for item in env:
+        name, _, value = item.partition("=")
+        values.setdefault(name, value)
+    first = [
+        f"PATH={values.get('PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin')}",
+        f"HOSTNAME={values.get('HOSTNAME', hostname)}",
+    ]
+    rest = [item for item in env if item.partition("=")[0] not in ("PATH", "HOSTNAME")]
+    result = first + rest
+    if "HOME" not in values:
         result.append(f"HOME={exec_user.home}")
     return result

@@ -57,12 +57,12 @@ def test_user_env_adds_defaults():
     env = user_env(["FOO=1"], ExecUser(1000, 1000, [1000], "/home/app"), "box")
     assert env == [
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "FOO=1",
         "HOSTNAME=box",
+        "FOO=1",
         "HOME=/home/app",
     ]
 
 
 def test_user_env_keeps_given_values():
-    env = ["PATH=/bin", "HOME=/", "HOSTNAME=other"]
-    assert user_env(env, ExecUser(0, 0, [0], "/root"), "box") == env
+    env = ["HOME=/", "PATH=/bin", "HOSTNAME=other"]
+    assert user_env(env, ExecUser(0, 0, [0], "/root"), "box") == ["PATH=/bin", "HOSTNAME=other", "HOME=/"]
