@@ -133,7 +133,7 @@ class Engine:
             "Comment": (image.history[-1].get("comment", "") if image.history else ""),
             "Created": image.created,
             "Author": image.config.get("author", ""),
-            "Config": image.settings,
+            "Config": _docker_image_config(image.settings),
             "Architecture": image.config.get("architecture", ""),
             "Os": image.config.get("os", ""),
             "Size": image.size,
@@ -291,3 +291,18 @@ def _familiar_or_self(repository: str) -> str:
     except InvalidArgumentError:
         return repository
 
+
+# The fields Docker's image inspect always prints in Config, even when unset.
+_IMAGE_CONFIG_DEFAULTS = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+    "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+    "OnBuild": None, "Labels": None,
+}
+
+
+def _docker_image_config(settings: dict) -> dict:
+    """Return an image's Config as `docker image inspect` shows it, unset fields included."""
+    config = dict(_IMAGE_CONFIG_DEFAULTS)
+    config.update(settings)
+    return config
