@@ -154,7 +154,7 @@ class Engine:
                 continue
             created = parse_rfc3339(record.created)
             ports = ""
-            if record.ports and record.state.status == "running":
+            if (record.ports or record.exposed_ports) and record.state.status == "running":
                 from layerlab.engine.network import ports_text
 
                 ports = ports_text(record)

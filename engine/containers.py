@@ -63,6 +63,7 @@ class ContainerRecord:
     hostname: str
     network: str = "host"
     ports: list[str] = field(default_factory=list)  # published ports as "ip:hostport:containerport/proto"
+    exposed_ports: list[str] = field(default_factory=list)  # the image's ExposedPorts keys, such as "80/tcp"
     lowerdirs: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     tty: bool = False

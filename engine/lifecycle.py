@@ -142,13 +142,22 @@ def _host_resolv_conf() -> str:
 
 
 def default_network() -> str:
-    """Return the network mode of a `run` without --network: bridge as root, host when rootless."""
+    """Return the network mode of a `run` without --network: bridge as root, slirp4netns or pasta when rootless.
+
+    A bridge needs veth pairs in the host's namespace, which an ordinary user
+    cannot create, so rootless containers get user-mode networking, or the
+    host's network when neither helper works.
+    """
     if os.geteuid() == 0:
         return "bridge"
-    # A bridge needs veth pairs in the host's namespace, which an ordinary
-    # user cannot create, and slirp4netns or pasta is not wired up yet.
-    log.debug("rootless: using the host's network namespace, as no bridge can be created")
-    return "host"
+    from layerlab.engine.network.usermode import available_mode
+
+    mode = available_mode()
+    if mode is None:
+        log.warning("rootless: neither slirp4netns nor pasta works here (both need the programs and a /dev/net/tun "
+                    "that this user can open); the container uses the host's network")
+        return "host"
+    return mode
 
 
 def new_record(engine, image: Image, options: RunOptions) -> ContainerRecord:
@@ -188,6 +197,7 @@ def new_record(engine, image: Image, options: RunOptions) -> ContainerRecord:
         hostname=options.hostname or container_id[:12],
         network=options.network,
         ports=ports,
+        exposed_ports=sorted(settings.get("ExposedPorts") or {}),
         lowerdirs=[init_layer(engine.root)] + engine.snapshots.lowerdirs(image),
         labels={**(settings.get("Labels") or {}), **run_options.parse_labels(options.labels)},
         tty=options.tty,

@@ -78,7 +78,7 @@ def container_row(engine, record, *, no_trunc: bool = False, size: bool = False)
     labels = container_labels(engine, record)
     created = parse_rfc3339(record.created)
     ports = ""
-    if record.ports and record.state.status == "running":
+    if (record.ports or record.exposed_ports) and record.state.status == "running":
         from layerlab.engine.network import ports_text
 
         ports = ports_text(record)

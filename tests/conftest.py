@@ -69,7 +69,11 @@ def store_root(tmp_path, monkeypatch):
     root = tmp_path / "store"
     root.mkdir()
     monkeypatch.setenv("LAYERLAB_ROOT", str(root))
-    return root
+    yield root
+    # A bridge run gave the store a default bridge of its own, which outlives the folder unless pruned.
+    if os.geteuid() == 0 and (root / "networks" / "bridge.json").exists():
+        subprocess.run([sys.executable, "-m", "layerlab", "network", "prune", "-f"],
+                       env=dict(os.environ, LAYERLAB_ROOT=str(root)), capture_output=True, timeout=60, check=False)
 
 
 @pytest.fixture

@@ -4,9 +4,10 @@ Importing this package is cheap: pyroute2 is imported (by `netlink`) only
 when a container is actually attached to a bridge or links are cleaned up.
 
 Network modes, as in `docker run --network`: `host`, `none`, `bridge` (the
-default network on bridge `layerlab0`), the name of a network made with
-`network create`, and `container:NAME`, which shares another container's
-network namespace.
+default network, on a bridge of the store's own), the name of a network
+made with `network create`, `container:NAME`, which shares another
+container's network namespace, and for rootless containers `slirp4netns`
+and `pasta` (user-mode networking, see `usermode`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from layerlab.engine.errors import ConflictError, InvalidArgumentError
 from layerlab.engine.network.attach import Attachment, detach_container
 from layerlab.engine.network.ports import PortBinding, exposed_ports, parse_publish, ports_column, resolve_host_ports
 from layerlab.engine.network.records import DEFAULT_NETWORK, SPECIAL_MODES, Endpoint, Network, NetworkStore
+from layerlab.engine.network.usermode import USER_MODES, UserModeNetwork, available_mode
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,14 @@ def network_store(engine) -> NetworkStore:
 
 def check_mode(engine, mode: str) -> str:
     """Validate a --network value and return it; a named network must exist (`bridge` always does)."""
-    if mode in SPECIAL_MODES or mode == DEFAULT_NETWORK:
+    if mode in SPECIAL_MODES or mode in USER_MODES:
+        return mode
+    if mode == DEFAULT_NETWORK:
+        if os.geteuid() != 0:
+            raise InvalidArgumentError(
+                "network bridge needs root (bridges and veth pairs); rootless containers use "
+                "--network slirp4netns or pasta (the default when installed), host or none"
+            )
         return mode
     if mode.startswith("container:"):
         if not mode.partition(":")[2]:
@@ -84,8 +93,20 @@ def attach(engine, record, spec) -> Attachment | None:
         return None
 
     ports = [binding for text in getattr(record, "ports", []) or [] for binding in parse_publish(text)]
+    if mode in USER_MODES:
+        # The helper binds the published ports itself, so it holds them as a reservation would.
+        helper = UserModeNetwork(mode, record.id, spec.etc_files, ports)
+        spec.network = mode
+        spec.network_setup = helper.setup
+        return helper
     attachment = Attachment(network_store(engine), record.id, record.name, record.hostname, spec.etc_files, ports)
-    attachment.prepare(mode)
+    # This process (the monitor, or the launcher of a foreground run) holds the ports until teardown.
+    attachment.reserve_ports()
+    try:
+        attachment.prepare(mode)
+    except BaseException:
+        attachment.release_ports()
+        raise
     spec.network = mode
     spec.network_setup = attachment.setup
     return attachment
@@ -95,6 +116,10 @@ def attach_build(engine, spec) -> Attachment | None:
     """Connect a build step's container when the build asked for a bridge network (`build --network bridge`)."""
     if spec.network in SPECIAL_MODES:
         return None
+    if spec.network in USER_MODES:
+        helper = UserModeNetwork(spec.network, spec.id, spec.etc_files, [])
+        spec.network_setup = helper.setup
+        return helper
     attachment = Attachment(network_store(engine), spec.id, "", spec.hostname, spec.etc_files)
     attachment.prepare(check_mode(engine, spec.network))
     spec.network_setup = attachment.setup
@@ -113,7 +138,10 @@ def port_lines(record) -> list[str]:
 def ports_text(record) -> str:
     """Return the PORTS column of `ps` for a container record."""
     bindings = [binding for text in getattr(record, "ports", []) or [] for binding in parse_publish(text)]
-    return ports_column(bindings)
+    # Docker lists exposed ports only where the container has its own network namespace.
+    private = record.network not in SPECIAL_MODES and not record.network.startswith("container:")
+    exposed = getattr(record, "exposed_ports", []) if private else []
+    return ports_column(bindings, exposed)
 
 
 def _alive(pid: int) -> bool:
@@ -131,5 +159,5 @@ def _alive(pid: int) -> bool:
 __all__ = [
     "Attachment", "DEFAULT_NETWORK", "Endpoint", "Network", "NetworkStore", "PortBinding",
     "attach", "attach_build", "check_mode", "detach_container", "network_store", "port_lines",
-    "ports_text", "publish_bindings",
+    "ports_text", "publish_bindings", "USER_MODES", "available_mode",
 ]

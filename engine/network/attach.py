@@ -7,7 +7,7 @@ import os
 
 from layerlab.engine.errors import ContainerError, InvalidArgumentError
 from layerlab.engine.network import etcfiles, iptables
-from layerlab.engine.network.ports import PortBinding
+from layerlab.engine.network.ports import PortBinding, allocated_error, reserve_socket
 from layerlab.engine.network.records import Endpoint, Network, NetworkStore
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,34 @@ class Attachment:
         self.etc_files = etc_files  # "/etc/hosts" -> host path, as bind-mounted into the container
         self.ports = list(ports or [])
         self.joined: list[Network] = []
+        self.port_sockets = []  # one bound socket per published port, held until teardown
+
+    def reserve_ports(self) -> None:
+        """Bind every published host port until teardown, so that no other program or store can take it.
+
+        Raises Docker's "port is already allocated" error when a port is in
+        use, or when another store's DNAT rule already forwards it.
+        """
+        if not self.ports:
+            return
+        forwarded = iptables.forwarded_ports(self.networks.store_tag)
+        try:
+            for binding in self.ports:
+                clash = _forwarding_rule(forwarded, binding)
+                if clash:
+                    raise allocated_error(binding, f"another layerlab store forwards it: iptables rule {clash!r}")
+                try:
+                    self.port_sockets.append(reserve_socket(binding))
+                except OSError as error:
+                    raise allocated_error(binding, error.strerror) from None
+        except BaseException:
+            self.release_ports()
+            raise
+
+    def release_ports(self) -> None:
+        for sock in self.port_sockets:
+            sock.close()
+        self.port_sockets = []
 
     def prepare(self, network_name: str) -> None:
         """Allocate the container's address on `network_name` and write its hosts and resolv.conf."""
@@ -83,6 +111,16 @@ class Attachment:
         when the container's last process exits.
         """
         detach_container(self.networks, self.container_id)
+        self.release_ports()
+
+
+def _forwarding_rule(forwarded: dict[tuple[str, str, int], str], binding: PortBinding) -> str:
+    """Return the comment of a rule that forwards `binding`'s port on an overlapping address, or ""."""
+    for (protocol, host_ip, port), comment in forwarded.items():
+        same_address = "0.0.0.0" in (host_ip, binding.host_ip) or host_ip == binding.host_ip
+        if protocol == binding.protocol and port == binding.host_port and same_address:
+            return comment
+    return ""
 
 
 def connect_link(netlink, network: Network, endpoint: Endpoint, netns: int, *, default_route: bool) -> None:

@@ -88,6 +88,24 @@ def port_rules(store: str, container_id: str, address: str, bindings) -> list[Ru
     return rules
 
 
+def forwarded_ports(exclude_store: str) -> dict[tuple[str, str, int], str]:
+    """Return the ports that other stores' DNAT rules forward: (protocol, host IP, port) -> rule comment.
+
+    Port rule comments read `layerlab STORE container=ID IP:PORT/PROTOCOL`,
+    as `port_rules` writes them.
+    """
+    forwarded = {}
+    for table, _, comment in tagged_rules():
+        words = comment.split()
+        if table != "nat" or len(words) < 4 or words[1] == exclude_store or not words[2].startswith("container="):
+            continue
+        address, _, protocol = words[3].partition("/")
+        host_ip, _, port = address.rpartition(":")
+        if port.isdigit():
+            forwarded[(protocol, host_ip, int(port))] = comment
+    return forwarded
+
+
 def ensure(rules: list[Rule]) -> int:
     """Add each rule whose comment is not yet in the kernel's rule set; return how many were added."""
     present = existing_comments()

@@ -80,7 +80,35 @@ def repair(networks: NetworkStore, *, dry_run: bool = False) -> list[str]:
         iptables.remove(stale_rule)
 
     problems += _repair_links(networks, live_ids, dry_run)
+    if not dry_run:
+        _delete_idle_default_bridge(networks)
     return problems
+
+
+def _delete_idle_default_bridge(networks: NetworkStore) -> None:
+    """Delete the default network's bridge and its rules while no container uses it.
+
+    The record, and with it the subnet, stays: the next container recreates
+    the bridge. So a store that is deleted after a prune leaves no link.
+    """
+    from layerlab.engine.locking import file_lock
+    from layerlab.engine.network import netlink
+
+    with file_lock(networks.lock_path):
+        network = networks._load(DEFAULT_NETWORK)
+        if network is None or network.endpoints:
+            return
+        IPRoute = netlink.iproute_class()
+        with IPRoute() as ipr:
+            indexes = ipr.link_lookup(ifname=network.bridge)
+            if not indexes:
+                return
+            # A bridge that another store shares (LAYERLAB_DEFAULT_BRIDGE) may still carry its containers.
+            if any(link.get("master") == indexes[0] for link in ipr.get_links()):
+                return
+            netlink.delete_link(ipr, network.bridge)
+        prefix = iptables.bridge_comment(network.bridge) + " "
+        iptables.remove(lambda comment: comment.startswith(prefix))
 
 
 def _link_names() -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import random
 import socket
 from dataclasses import dataclass
 
@@ -97,16 +96,15 @@ def resolve_host_ports(bindings: list[PortBinding], reserved: set[tuple[str, int
     """Replace each host port 0 with a free ephemeral port; reject a port that another container publishes.
 
     `reserved` contains (protocol, port) pairs that other running containers
-    publish. A port is free when binding a socket to it succeeds.
+    publish. The process that owns the container binds every port again
+    (`reserve_socket`) and fails the run if another program took it meanwhile.
     """
     resolved = []
     taken = set(reserved)
     for binding in bindings:
         port = binding.host_port
         if port and (binding.protocol, port) in taken:
-            raise InvalidArgumentError(
-                f"Bind for {binding.host_ip}:{port} failed: port is already allocated; choose another host port"
-            )
+            raise allocated_error(binding, "another container publishes it")
         if not port:
             port = _free_port(binding.protocol, binding.host_ip, taken)
         taken.add((binding.protocol, port))
@@ -115,20 +113,47 @@ def resolve_host_ports(bindings: list[PortBinding], reserved: set[tuple[str, int
 
 
 def _free_port(protocol: str, host_ip: str, taken: set[tuple[str, int]]) -> int:
+    # The kernel picks a free port from its ephemeral range when a socket binds port 0.
+    # The socket closes again; the process that owns the container binds the port for good.
+    for _ in range(20):
+        with reserve_socket(PortBinding(0, protocol, host_ip, 0)) as probe:
+            port = probe.getsockname()[1]
+        if (protocol, port) not in taken:
+            return port
     low, high = _ephemeral_range()
-    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
-    candidates = list(range(low, high + 1))
-    random.shuffle(candidates)
-    for port in candidates[:200]:
-        if (protocol, port) in taken:
-            continue
-        with socket.socket(socket.AF_INET, kind) as probe:
-            try:
-                probe.bind((host_ip, port))
-            except OSError:
-                continue
-        return port
     raise InvalidArgumentError(f"no free {protocol} port found in {low}-{high}: give host ports with -p")
+
+
+def reserve_socket(binding: PortBinding) -> socket.socket:
+    """Bind (and for TCP, listen on) `binding`'s host address and port, so that no other program can take it.
+
+    This is what docker-proxy does for each published port: DNAT rules carry
+    the traffic, and the socket only holds the port. Raises OSError when the
+    port is in use.
+    """
+    kind = socket.SOCK_STREAM if binding.protocol == "tcp" else socket.SOCK_DGRAM
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        if binding.protocol == "tcp":
+            # Lets a port be reused while old connections wait in TIME_WAIT. On Linux it never
+            # lets two TCP sockets listen on one port; for UDP it would, so UDP goes without it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((binding.host_ip, binding.host_port))
+        if binding.protocol == "tcp":
+            sock.listen(1)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def allocated_error(binding: PortBinding, reason: str = "") -> InvalidArgumentError:
+    """Return Docker's error for a host port that is already in use."""
+    detail = f" ({reason})" if reason else ""
+    return InvalidArgumentError(
+        f"Bind for {binding.host_ip}:{binding.host_port} failed: port is already allocated{detail}; "
+        "choose another host port or stop the program that uses it"
+    )
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -140,6 +165,11 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def ports_column(bindings: list[PortBinding]) -> str:
-    """Return the PORTS column of `ps`: `0.0.0.0:8080->80/tcp, 0.0.0.0:5353->53/udp`."""
-    return ", ".join(str(binding) for binding in bindings)
+def ports_column(bindings: list[PortBinding], exposed: list[str] = ()) -> str:
+    """Return the PORTS column of `ps`: `0.0.0.0:8080->80/tcp, 443/tcp`.
+
+    As in Docker, an exposed port that is not published shows as `443/tcp`.
+    """
+    published = {f"{binding.container_port}/{binding.protocol}" for binding in bindings}
+    unpublished = [key for key in sorted(exposed, key=_exposed_sort_key) if key not in published]
+    return ", ".join([str(binding) for binding in bindings] + unpublished)

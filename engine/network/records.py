@@ -23,9 +23,8 @@ from layerlab.engine.network import iptables, subnets
 log = logging.getLogger(__name__)
 
 DEFAULT_NETWORK = "bridge"
-# LAYERLAB_DEFAULT_BRIDGE names another bridge, so that two stores (a test's and
-# the system's) do not share one bridge with two subnets.
-DEFAULT_BRIDGE = os.environ.get("LAYERLAB_DEFAULT_BRIDGE", "layerlab0")
+BRIDGE_VARIABLE = "LAYERLAB_DEFAULT_BRIDGE"  # names the default network's bridge of a new store
+SYSTEM_ROOT = "/var/lib/layerlab"
 # Modes that are not records: they never get a bridge or an address.
 SPECIAL_MODES = ("host", "none")
 
@@ -71,6 +70,21 @@ class Network:
         return self.name != DEFAULT_NETWORK
 
 
+def default_bridge_name(store_root: str) -> str:
+    """Return the bridge of a store's default network: LAYERLAB_DEFAULT_BRIDGE, else one per store.
+
+    Each store allocates addresses from its own records, so two stores on
+    one bridge could hand out the same address. The system store keeps the
+    name layerlab0; any other store gets `ll-` and its 8-digit tag.
+    """
+    override = os.environ.get(BRIDGE_VARIABLE, "").strip()
+    if override:
+        return override
+    if os.path.abspath(store_root) == SYSTEM_ROOT:
+        return "layerlab0"
+    return "ll-" + iptables.store_tag(store_root)
+
+
 class NetworkStore:
     """The `networks/` folder of a store."""
 
@@ -114,7 +128,7 @@ class NetworkStore:
         with file_lock(self.lock_path):
             network = self._load(DEFAULT_NETWORK)
             if network is None:
-                network = self._new(DEFAULT_NETWORK, None, DEFAULT_BRIDGE)
+                network = self._new(DEFAULT_NETWORK, None, default_bridge_name(os.path.dirname(self.root)))
                 log.info("created the default network with subnet %s on %s", network.subnet, network.bridge)
         return network
 
@@ -186,11 +200,18 @@ class NetworkStore:
 
     def _new(self, name: str, subnet: str | None, bridge: str, network_id: str | None = None) -> Network:
         # Called with the lock held.
-        taken = [n.subnet for n in self.list()]
-        if subnet:
-            chosen = subnets.check_subnet(subnet, taken)
-        else:
-            chosen = subnets.choose_subnet(self.pool, taken)
+        with subnets.host_claims() as claims:
+            taken = [n.subnet for n in self.list()] + (claims.taken() if claims else [])
+            if subnet:
+                chosen = subnets.check_subnet(subnet, taken)
+            else:
+                chosen = subnets.choose_subnet(self.pool, taken)
+            network = self._save_new(name, chosen, bridge, network_id)
+            if claims:
+                claims.add(network.subnet, self._path(name))
+        return network
+
+    def _save_new(self, name: str, chosen: str, bridge: str, network_id: str | None) -> Network:
         net = ipaddress.ip_network(chosen)
         network = Network(
             name=name,

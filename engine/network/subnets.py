@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 import logging
 import os
 import socket
 import struct
 
 from layerlab.engine.errors import ConflictError, InvalidArgumentError
+from layerlab.engine.locking import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +19,11 @@ log = logging.getLogger(__name__)
 # layerlab hands out /24s from the same range so that many networks fit.
 DEFAULT_POOL = [f"10.88.{index}.0/24" for index in range(256)]
 POOL_VARIABLE = "LAYERLAB_SUBNET_POOL"  # comma-separated CIDRs, each split into /24s
+# Subnets that the stores on this host have taken, one file per subnet. A
+# store's records cover only its own networks, and a bridge's route shows only
+# once its first container starts, so both together miss another store's
+# fresh network. /run is emptied at boot, together with every bridge.
+CLAIMS_DIR = "/run/layerlab/subnets"
 
 
 def pool_from_environment() -> list[str]:
@@ -80,3 +88,53 @@ def check_subnet(subnet: str, taken: list[str]) -> str:
         if network.overlaps(route):
             raise ConflictError(f"subnet {subnet} overlaps the host's route to {route}: choose another")
     return str(network)
+
+
+class SubnetClaims:
+    """The host-wide claims in CLAIMS_DIR; use `host_claims()` to hold their lock."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+
+    def taken(self) -> list[str]:
+        """Return the subnets that live network records claim, and delete claims whose record is gone."""
+        subnets = []
+        for entry in sorted(os.listdir(self.directory)):
+            path = os.path.join(self.directory, entry)
+            try:
+                with open(path) as handle:
+                    claim = json.load(handle)
+            except (OSError, ValueError):
+                continue
+            if _record_subnet(claim.get("record", "")) == claim.get("subnet"):
+                subnets.append(claim["subnet"])
+            else:
+                log.info("dropping the claim on subnet %s: record %s is gone", claim.get("subnet"), claim.get("record"))
+                os.unlink(path)
+        return subnets
+
+    def add(self, subnet: str, record_path: str) -> None:
+        path = os.path.join(self.directory, subnet.replace("/", "_"))
+        with open(path, "w") as handle:
+            json.dump({"subnet": subnet, "record": os.path.abspath(record_path)}, handle)
+
+
+@contextlib.contextmanager
+def host_claims(directory: str = CLAIMS_DIR):
+    """Yield the host's SubnetClaims under an exclusive lock, or None where only root could write them."""
+    try:
+        os.makedirs(directory, 0o755, exist_ok=True)
+    except OSError as error:
+        log.debug("no host-wide subnet claims in %s: %s", directory, error)
+        yield None
+        return
+    with file_lock(directory + ".lock"):
+        yield SubnetClaims(directory)
+
+
+def _record_subnet(record_path: str) -> str:
+    try:
+        with open(record_path) as handle:
+            return json.load(handle).get("subnet", "")
+    except (OSError, ValueError):
+        return ""

@@ -206,6 +206,8 @@ def _start_in_user_namespace(spec, stdio, kill_with_parent):
     """
     mapping = host_mapping()
     handshake = MappingHandshake()
+    # slirp4netns and pasta join the container's namespaces, so they run once the init has made them.
+    network_handshake = NetworkHandshake() if spec.network_setup is not None else None
     error_read, error_write = os.pipe2(os.O_CLOEXEC)
     pid_read, pid_write = os.pipe2(os.O_CLOEXEC)
 
@@ -214,7 +216,8 @@ def _start_in_user_namespace(spec, stdio, kill_with_parent):
     try:
         intermediate = os.fork()
         if intermediate == 0:
-            _run_intermediate(spec, stdio, kill_with_parent, handshake, (error_read, error_write), (pid_read, pid_write))
+            _run_intermediate(spec, stdio, kill_with_parent, handshake, (error_read, error_write), (pid_read, pid_write),
+                              network_handshake)
 
         os.close(error_write)
         os.close(pid_write)
@@ -228,13 +231,22 @@ def _start_in_user_namespace(spec, stdio, kill_with_parent):
             os.waitpid(intermediate, 0)
     except BaseException:
         os.close(error_read)
+        if network_handshake is not None:
+            network_handshake.launcher_side()
+            network_handshake.close()
         raise
     finally:
         if not was_subreaper:
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 0)
 
-    error = receive_error(error_read)
     pid = int(text) if text else 0
+    if network_handshake is not None:
+        if pid:
+            _set_up_network(spec, pid, network_handshake, error_read)
+        else:
+            network_handshake.launcher_side()
+            network_handshake.close()
+    error = receive_error(error_read)
     if error is not None:
         if pid:
             os.waitpid(pid, 0)
@@ -247,7 +259,7 @@ def _start_in_user_namespace(spec, stdio, kill_with_parent):
     return Container(spec.id, pid)
 
 
-def _run_intermediate(spec, stdio, kill_with_parent, handshake, error_pipe, pid_pipe):
+def _run_intermediate(spec, stdio, kill_with_parent, handshake, error_pipe, pid_pipe, network_handshake=None):
     # Runs in the forked intermediate and never returns.
     error_read, error_write = error_pipe
     pid_read, pid_write = pid_pipe
@@ -266,7 +278,7 @@ def _run_intermediate(spec, stdio, kill_with_parent, handshake, error_pipe, pid_
             os.close(exited_write)
             os.read(exited_read, 1)
             os.close(exited_read)
-            _run_child(spec, stdio, kill_with_parent, error_read, error_write)
+            _run_child(spec, stdio, kill_with_parent, error_read, error_write, network_handshake)
         os.write(pid_write, str(pid).encode())
     except BaseException as error:
         exit_code = 125
