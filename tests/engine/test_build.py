@@ -300,3 +300,17 @@ def test_figlet_rebuild_cached(figlet_store):
     assert rebuild.returncode == 0
     assert rebuild.stdout.count(" ---> Using cache") == 3
     assert "Running in" not in rebuild.stdout
+
+
+@pytest.mark.network
+def test_build_bridge_reaches_archive(figlet_store, tmp_path):
+    root, _, env = figlet_store
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm\nRUN apt-get update\n")
+
+    result = subprocess.run([sys.executable, "-m", "layerlab", "build", "--network", "bridge", "--no-cache",
+                             "-t", "apt-bridge", str(tmp_path)], env=env, capture_output=True, text=True, timeout=900)
+    subprocess.run([sys.executable, "-m", "layerlab", "network", "prune", "-f"], env=env, capture_output=True,
+                   timeout=60, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert "Reading package lists" in result.stdout

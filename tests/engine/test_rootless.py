@@ -246,3 +246,72 @@ def test_acceptance_command_line(tester, data_home):
 
     assert "rootless-ok" in result.stdout.splitlines(), result.stdout + result.stderr
     assert os.path.isdir(os.path.join(data_home, "layerlab", "snapshots"))
+
+
+def _user_mode_network_or_skip():
+    from layerlab.engine.network.usermode import USER_MODES
+
+    # /dev/net/tun is 0600 on some hosts until a root step opens it to users.
+    if not os.stat("/dev/net/tun").st_mode & 0o006 or not any(shutil.which(mode) for mode in USER_MODES):
+        _unavailable("slirp4netns or pasta and a /dev/net/tun that ordinary users can open")
+
+
+def _helpers_of(tester) -> list[str]:
+    """Return the user's live slirp4netns and pasta processes; a zombie waits only for init to reap it."""
+    result = subprocess.run(["ps", "-u", str(tester.pw_uid), "-o", "stat=,comm="], capture_output=True, text=True)
+    rows = [line.split(None, 1) for line in result.stdout.splitlines() if line.strip()]
+    return [name for state, name in rows if not state.startswith("Z") and name.startswith(("slirp4netns", "passt"))]
+
+
+def test_default_network_user_mode(tester, data_home):
+    _user_mode_network_or_skip()
+    bootstrap(tester, data_home)
+
+    result = as_user(tester, data_home, "layerlab run --rm busybox sh -c 'ip -4 -o addr show; ip route'")
+
+    interfaces = [line.split()[1] for line in result.stdout.splitlines() if " inet " in line]
+    assert [name for name in interfaces if name != "lo"], result.stdout
+    assert "default via " in result.stdout
+    assert _helpers_of(tester) == []
+
+
+def test_publish_user_mode(tester, data_home):
+    import time
+    import urllib.request
+
+    _user_mode_network_or_skip()
+    bootstrap(tester, data_home)
+    as_user(tester, data_home, "layerlab run -d --name web -p 18081:80 busybox sh -c "
+                               "'mkdir -p /w && echo rootless-served > /w/i && httpd -f -p 80 -h /w'")
+    try:
+        body = b""
+        for _ in range(30):
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:18081/i", timeout=2) as response:
+                    body = response.read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        ps = as_user(tester, data_home, "layerlab ps --format '{{.Ports}}'")
+        again = as_user(tester, data_home, "layerlab run --rm -p 18081:80 busybox true", check=False)
+    finally:
+        as_user(tester, data_home, "layerlab rm -f web", check=False)
+    time.sleep(0.5)  # the monitor stops the helper after the container is killed
+
+    assert body == b"rootless-served\n"
+    assert ps.stdout == "0.0.0.0:18081->80/tcp\n"
+    assert again.returncode == 125
+    assert "Bind for 0.0.0.0:18081 failed: port is already allocated" in again.stderr
+    assert _helpers_of(tester) == []
+
+
+def test_pasta_network(tester, data_home):
+    _user_mode_network_or_skip()
+    if not shutil.which("pasta"):
+        _unavailable("pasta (Debian's passt package)")
+    bootstrap(tester, data_home)
+
+    result = as_user(tester, data_home, "layerlab run --rm --network pasta busybox ip route")
+
+    assert "default via " in result.stdout
+    assert _helpers_of(tester) == []

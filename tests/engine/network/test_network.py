@@ -252,3 +252,97 @@ def test_bridge_inside_running_event_loop(net_env):
     result = subprocess.run([sys.executable, "-c", script], env=net_env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
+
+
+def test_publish_rejects_port_in_use(net_env):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 15999))
+        server.listen(1)
+        detached = layerlab(net_env, "run", "-d", "--name", "hijack", "-p", "15999:80", "busybox", "sleep", "30",
+                            check=False)
+        foreground = layerlab(net_env, "run", "--rm", "-p", "127.0.0.1:15999:80", "busybox", "true", check=False)
+    layerlab(net_env, "rm", "-f", "hijack", check=False)
+
+    assert detached.returncode == 125
+    assert "Bind for 0.0.0.0:15999 failed: port is already allocated" in detached.stderr
+    assert foreground.returncode == 125
+    assert "Bind for 127.0.0.1:15999 failed: port is already allocated" in foreground.stderr
+    assert not any(" container=" in comment for comment in store_rules(net_env))
+
+
+def test_publish_holds_host_port(net_env):
+    layerlab(net_env, "run", "-d", "--name", "holder", "-p", "18090:80", "busybox", "sleep", "30")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+            with pytest.raises(OSError):
+                other.bind(("0.0.0.0", 18090))
+    finally:
+        layerlab(net_env, "rm", "-f", "holder", check=False)
+    time.sleep(0.5)  # the monitor closes the socket at teardown
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.bind(("0.0.0.0", 18090))
+
+
+def test_publish_rejects_other_store_rule(net_env):
+    # A DNAT rule of another store (another tag) forwards the port, though no socket holds it.
+    foreign = iptables.Rule("nat", "OUTPUT", ("-d", "127.0.0.1/32", "-p", "tcp", "-m", "tcp", "--dport", "18092"),
+                            ("-j", "DNAT", "--to-destination", "10.231.255.254:80"),
+                            f"{iptables.TAG} 00000000 container=000000000000 0.0.0.0:18092/tcp")
+    iptables.ensure([foreign])
+    try:
+        result = layerlab(net_env, "run", "--rm", "-p", "18092:80", "busybox", "true", check=False)
+    finally:
+        iptables.remove(lambda comment: comment == foreign.comment)
+
+    assert result.returncode == 125
+    assert "Bind for 0.0.0.0:18092 failed: port is already allocated" in result.stderr
+    assert "another layerlab store" in result.stderr
+
+
+def test_ps_lists_exposed_ports(net_env, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nEXPOSE 80 443/tcp\n")
+    layerlab(net_env, "build", "-t", "two-exposed", str(tmp_path))
+    layerlab(net_env, "run", "-d", "--name", "exposed-only", "two-exposed", "sleep", "30")
+    layerlab(net_env, "run", "-d", "--name", "one-published", "-p", "18093:80", "two-exposed", "sleep", "30")
+    try:
+        rows = layerlab(net_env, "ps", "--format", "{{.Names}} {{.Ports}}").stdout.splitlines()
+    finally:
+        layerlab(net_env, "rm", "-f", "exposed-only", "one-published", check=False)
+
+    assert "exposed-only 80/tcp, 443/tcp" in rows
+    assert "one-published 0.0.0.0:18093->80/tcp, 443/tcp" in rows
+
+
+def test_default_bridge_per_store(monkeypatch, tmp_path):
+    from layerlab.engine.network.records import default_bridge_name
+
+    monkeypatch.delenv("LAYERLAB_DEFAULT_BRIDGE", raising=False)
+    first = default_bridge_name(str(tmp_path / "a"))
+    second = default_bridge_name(str(tmp_path / "b"))
+
+    assert default_bridge_name("/var/lib/layerlab") == "layerlab0"
+    assert first.startswith("ll-")
+    assert first != second
+    assert len(first) <= 15  # IFNAMSIZ - 1
+
+
+def test_subnets_differ_across_stores(tmp_path):
+    from layerlab.engine.network.records import NetworkStore
+
+    pool = ["10.233.0.0/24", "10.233.1.0/24"]
+    first = NetworkStore(str(tmp_path / "a"), str(tmp_path / "a" / "locks"), pool=pool).default()
+    second = NetworkStore(str(tmp_path / "b"), str(tmp_path / "b" / "locks"), pool=pool).default()
+
+    assert first.subnet != second.subnet
+    assert first.bridge != second.bridge
+
+
+def test_prune_deletes_idle_default_bridge(net_env):
+    layerlab(net_env, "run", "--rm", "busybox", "true")
+    assert subprocess.run(["ip", "link", "show", TEST_BRIDGE], capture_output=True).returncode == 0
+
+    layerlab(net_env, "network", "prune", "-f")
+
+    assert subprocess.run(["ip", "link", "show", TEST_BRIDGE], capture_output=True).returncode != 0
+    assert not any(comment.startswith(iptables.bridge_comment(TEST_BRIDGE) + " ")
+                   for _, _, comment in iptables.tagged_rules())
