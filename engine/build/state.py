@@ -17,6 +17,8 @@ class BuildRequest:
     no_cache: bool = False
     build_args: dict[str, str | None] = field(default_factory=dict)
     target: str | None = None
+    # TODO: Docker runs build steps on the default bridge. `--network bridge` works as root, but it
+    # adds a bridge and NAT rules to every store that builds, and rootless builds would need slirp4netns.
     network: str = "host"
     secrets: dict[str, str] = field(default_factory=dict)  # --secret id -> host file path
 
