@@ -63,13 +63,17 @@ def _call_in_namespace(init_pid: int, fn, submounts: bool):
     from layerlab.engine.runtime.child_errors import receive_error, send_error
     from layerlab.engine.runtime.rootfs import make_mounts_private
 
-    if os.geteuid() != 0:
-        # TODO: join the container's user namespace first, as exec needs too.
-        raise ConflictError("copying files of a running rootless container is not supported yet: "
-                            "stop the container first")
+    # A rootless container's mount namespace belongs to its user namespace,
+    # which the child joins first. setns(2) into a user namespace needs a
+    # single-threaded caller, and a forked child is one.
+    names = ("user", "mnt") if os.geteuid() != 0 else ("mnt",)
+    namespace_fds = []
     try:
-        namespace_fd = os.open(f"/proc/{init_pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        for name in names:
+            namespace_fds.append(os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
     except FileNotFoundError:
+        for fd in namespace_fds:
+            os.close(fd)
         raise ConflictError(f"container process {init_pid} exited: try again on the stopped container") from None
 
     error_read, error_write = os.pipe2(os.O_CLOEXEC)
@@ -80,7 +84,9 @@ def _call_in_namespace(init_pid: int, fn, submounts: bool):
         try:
             os.close(error_read)
             os.close(result_read)
-            syscalls.setns(namespace_fd, syscalls.CLONE_NEWNS)
+            if len(namespace_fds) == 2:
+                syscalls.setns(namespace_fds[0], syscalls.CLONE_NEWUSER)
+            syscalls.setns(namespace_fds[-1], syscalls.CLONE_NEWNS)
             os.chdir("/")
             root = "/"
             if not submounts:
@@ -105,7 +111,8 @@ def _call_in_namespace(init_pid: int, fn, submounts: bool):
                     pass
             os._exit(exit_code)
 
-    os.close(namespace_fd)
+    for fd in namespace_fds:
+        os.close(fd)
     os.close(error_write)
     os.close(result_write)
     # receive_error closes error_read.

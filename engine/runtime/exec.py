@@ -6,16 +6,24 @@ and the PID namespace. setns(2) with CLONE_NEWPID moves only the children
 forked afterwards, so the caller enters the container's PID namespace, forks
 and switches back at once, which makes the exec'd process a direct child
 that waitpid(2) can reap.
+
+A rootless container's namespaces belong to its user namespace, and an
+ordinary user may join them only from inside it. setns(2) into a user
+namespace works only in a single-threaded process, so an intermediate child
+joins the user namespace and the PID namespace, forks the process and exits.
+While it runs, the caller is a child subreaper, so the process becomes the
+caller's child as in the root path.
 """
 
 import logging
 import os
 import signal
 
-from layerlab.engine.errors import ConflictError
+from layerlab.engine.errors import ConflictError, ContainerError
 from layerlab.engine.runtime import capabilities, syscalls
 from layerlab.engine.runtime.child_errors import receive_error, send_error
 from layerlab.engine.runtime.process import _chdir, _close_other_fds_on_exec, _dup_stdio, _switch_user, execve
+from layerlab.engine.runtime.userns import needs_user_namespace
 from layerlab.engine.runtime.users import resolve_user, user_env
 
 log = logging.getLogger(__name__)
@@ -64,21 +72,29 @@ def exec_process(init_pid, process, *, join_network, stdio=(None, None, None)):
     before that raises ContainerError, with exit_code 127 for a missing
     program and 126 for one that cannot be executed.
     """
-    # TODO: join the container's user namespace first, so exec works in rootless containers.
     namespace_fds = _open_namespaces(init_pid, join_network)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
-        pid = _fork_into_pid_namespace(init_pid)
-        if pid == 0:
-            _run_child(process, namespace_fds, stdio, read_fd, write_fd)
+        if needs_user_namespace():
+            pid = _fork_in_user_namespace(init_pid, process, namespace_fds, stdio, (read_fd, write_fd))
+        else:
+            pid = _fork_into_pid_namespace(init_pid)
+            if pid == 0:
+                _run_child(process, namespace_fds, stdio, read_fd, write_fd)
+    except BaseException:
+        os.close(read_fd)
+        raise
     finally:
         for fd in namespace_fds.values():
             os.close(fd)
         os.close(write_fd)
 
     error = receive_error(read_fd)
+    if error is None and pid is None:
+        error = ContainerError(f"joining the user namespace of container process {init_pid} failed")
     if error is not None:
-        os.waitpid(pid, 0)
+        if pid is not None:
+            os.waitpid(pid, 0)
         raise error
 
     log.info("started %s as pid %d in the container of pid %d", process.args[0], pid, init_pid)
@@ -97,6 +113,80 @@ def _open_namespaces(init_pid, join_network):
             os.close(fd)
         raise ConflictError(f"container process {init_pid} is not running: start the container first") from None
     return fds
+
+
+def _open_namespace(init_pid, name):
+    try:
+        return os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConflictError(f"container process {init_pid} is not running: start the container first") from None
+
+
+def _fork_in_user_namespace(init_pid, process, namespace_fds, stdio, error_pipe):
+    """Start the process through an intermediate child that joins the container's user namespace; return its pid.
+
+    Returns the pid in the caller's PID namespace once the intermediate has
+    exited and the process has become the caller's child, or None when the
+    intermediate failed. Errors of the intermediate and of the process
+    arrive on `error_pipe`.
+    """
+    user_fd = _open_namespace(init_pid, "user")
+    try:
+        pid_fd = _open_namespace(init_pid, "pid")
+    except BaseException:
+        os.close(user_fd)
+        raise
+    pid_read, pid_write = os.pipe2(os.O_CLOEXEC)
+    was_subreaper = syscalls.get_child_subreaper()
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        intermediate = os.fork()
+        if intermediate == 0:
+            _run_intermediate(process, namespace_fds, stdio, error_pipe, (user_fd, pid_fd), (pid_read, pid_write))
+        os.close(pid_write)
+        try:
+            text = os.read(pid_read, 32)
+        finally:
+            os.close(pid_read)
+            # The process is reparented to this one when the intermediate
+            # exits, so reap the intermediate before clearing the flag.
+            os.waitpid(intermediate, 0)
+    finally:
+        os.close(user_fd)
+        os.close(pid_fd)
+        if not was_subreaper:
+            syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 0)
+    # No pid means the intermediate failed before forking, and its error is on the error pipe.
+    return int(text) if text else None
+
+
+def _run_intermediate(process, namespace_fds, stdio, error_pipe, user_and_pid_fds, pid_pipe):
+    # Runs in the forked intermediate, which has a single thread, and never returns.
+    read_fd, write_fd = error_pipe
+    user_fd, pid_fd = user_and_pid_fds
+    pid_read, pid_write = pid_pipe
+    exit_code = 0
+    try:
+        os.close(pid_read)
+        syscalls.setns(user_fd, syscalls.CLONE_NEWUSER)
+        syscalls.setns(pid_fd, syscalls.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+        except OSError as error:
+            # fork(2) fails with ENOMEM once the namespace's init has exited.
+            raise ConflictError(f"container process is not running: {error.strerror}") from None
+        if pid == 0:
+            os.close(pid_write)
+            _run_child(process, namespace_fds, stdio, read_fd, write_fd)
+        os.write(pid_write, str(pid).encode())
+    except BaseException as error:
+        exit_code = 125
+        try:
+            send_error(write_fd, error)
+        except BaseException:
+            pass
+    finally:
+        os._exit(exit_code)
 
 
 def _fork_into_pid_namespace(init_pid):

@@ -217,6 +217,28 @@ def test_file_owners_on_host(tester, data_home):
         assert by_app.st_uid == tester.pw_uid
 
 
+def test_exec_and_cp_running(tester, data_home):
+    bootstrap(tester, data_home)
+    source = os.path.join(data_home, "from-host")
+    with open(source, "w") as file:
+        file.write("copied-in\n")
+    os.chown(source, tester.pw_uid, tester.pw_gid)
+
+    as_user(tester, data_home, "layerlab run -d --name live --network none busybox sleep 100")
+    try:
+        hostname = as_user(tester, data_home, "layerlab exec live cat /etc/hostname")
+        nobody = as_user(tester, data_home, "layerlab exec -u nobody live id -u", check=False)
+        copied = as_user(tester, data_home, f"layerlab cp {source} live:/tmp/ && "
+                                            "layerlab exec live stat -c '%u:%g %s' /tmp/from-host")
+    finally:
+        as_user(tester, data_home, "layerlab rm -f live", check=False)
+
+    assert hostname.stdout.strip() != ""
+    assert copied.stdout == "0:0 10\n"
+    if subordinate_start(USER) is not None and shutil.which("newuidmap"):
+        assert nobody.stdout == "65534\n", nobody.stderr
+
+
 def test_info_reports_rootless(tester, data_home):
     result = as_user(tester, data_home, "layerlab info")
     lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
