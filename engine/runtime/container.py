@@ -210,6 +210,8 @@ def _start_in_user_namespace(spec, stdio, kill_with_parent):
     network_handshake = NetworkHandshake() if spec.network_setup is not None else None
     error_read, error_write = os.pipe2(os.O_CLOEXEC)
     pid_read, pid_write = os.pipe2(os.O_CLOEXEC)
+    # Closed once the intermediate is reaped, which the init waits for before it sets PR_SET_PDEATHSIG.
+    reaped_read, reaped_write = os.pipe2(os.O_CLOEXEC)
 
     was_subreaper = syscalls.get_child_subreaper()
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
@@ -217,8 +219,9 @@ def _start_in_user_namespace(spec, stdio, kill_with_parent):
         intermediate = os.fork()
         if intermediate == 0:
             _run_intermediate(spec, stdio, kill_with_parent, handshake, (error_read, error_write), (pid_read, pid_write),
-                              network_handshake)
+                              network_handshake, (reaped_read, reaped_write))
 
+        os.close(reaped_read)
         os.close(error_write)
         os.close(pid_write)
         try:
@@ -229,6 +232,7 @@ def _start_in_user_namespace(spec, stdio, kill_with_parent):
             # The init is reparented to this process when the intermediate
             # exits, so reap the intermediate before clearing the flag.
             os.waitpid(intermediate, 0)
+            os.close(reaped_write)
     except BaseException:
         os.close(error_read)
         if network_handshake is not None:
@@ -259,25 +263,28 @@ def _start_in_user_namespace(spec, stdio, kill_with_parent):
     return Container(spec.id, pid)
 
 
-def _run_intermediate(spec, stdio, kill_with_parent, handshake, error_pipe, pid_pipe, network_handshake=None):
+def _run_intermediate(spec, stdio, kill_with_parent, handshake, error_pipe, pid_pipe, network_handshake, reaped_pipe):
     # Runs in the forked intermediate and never returns.
     error_read, error_write = error_pipe
     pid_read, pid_write = pid_pipe
+    reaped_read, reaped_write = reaped_pipe
     exit_code = 0
     try:
         os.close(pid_read)
+        os.close(reaped_write)
         handshake.enter()
         syscalls.unshare(syscalls.CLONE_NEWPID)
 
-        # The init waits on this pipe for the intermediate to exit, so it is
-        # already the launcher's child when init_container sets PR_SET_PDEATHSIG.
-        exited_read, exited_write = os.pipe2(os.O_CLOEXEC)
+        # The init waits until the launcher has reaped the intermediate, so it
+        # is already the launcher's child when init_container sets
+        # PR_SET_PDEATHSIG. An exiting process closes its files before it
+        # reparents its children, and the kernel sends the death signal on
+        # that reparenting, so EOF on a pipe of the intermediate's is too early.
         pid = os.fork()
         if pid == 0:
             os.close(pid_write)
-            os.close(exited_write)
-            os.read(exited_read, 1)
-            os.close(exited_read)
+            os.read(reaped_read, 1)
+            os.close(reaped_read)
             _run_child(spec, stdio, kill_with_parent, error_read, error_write, network_handshake)
         os.write(pid_write, str(pid).encode())
     except BaseException as error:

@@ -28,8 +28,8 @@ def init_container(spec, stdio, kill_with_parent, network_handshake=None):
     """Set up the namespaces, root, user and capabilities of the container, then exec its program.
 
     With a network_handshake (a netsync.NetworkHandshake) the child reports
-    its new network namespace to the launcher and waits, just before
-    execve, until the launcher has configured it.
+    its new network namespace to the launcher and waits, before it switches
+    to the container's user, until the launcher has configured it.
     """
     _detach_from_launcher(kill_with_parent)
     cgroups.join(spec.cgroup_paths)
@@ -73,6 +73,12 @@ def init_container(spec, stdio, kill_with_parent, network_handshake=None):
     _close_other_fds_on_exec()
     _set_ulimits(spec.ulimits)
 
+    # A helper such as slirp4netns opens /proc/PID/ns/* of this process, which
+    # fails once setuid(2) to another container user has made it non-dumpable
+    # (until execve), so the wait comes before _switch_user.
+    if network_handshake is not None:
+        network_handshake.wait_released()
+
     # Loaded while CAP_SYS_ADMIN is still effective, so the filter needs no
     # no_new_privs (runc's order). Every call from here to execve is allowed.
     if seccomp_filter is not None:
@@ -82,8 +88,6 @@ def init_container(spec, stdio, kill_with_parent, network_handshake=None):
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
 
     _chdir(spec.process.cwd)
-    if network_handshake is not None:
-        network_handshake.wait_released()
     execve(spec.process.args, env)
 
 
