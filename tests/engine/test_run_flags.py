@@ -16,9 +16,11 @@ import pytest
 from tests.engine.test_lifecycle import busybox, busybox_template  # noqa: F401 (fixtures)
 from tests.engine.test_rootless import as_user, bootstrap, data_home, tester  # noqa: F401 (fixtures)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="these tests run containers as root")
 
 RUN = ("run", "--rm", "--network", "none")
+
+# An ordinary user's cgroups here are not delegated to it, so the engine rejects limits; see test_limits_rejected_rootless.
+needs_cgroups = pytest.mark.skipif(os.geteuid() != 0, reason="cgroup limits need root (no delegated cgroup2 subtree)")
 
 
 def status_field(text, name):
@@ -388,6 +390,8 @@ def test_cap_unknown_rejected(busybox, cli):
     assert "unknown capability: 'NOT_A_CAP'" in result.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="rootless --privileged gets the capabilities of the container's "
+                    "user namespace and the host's /dev nodes as bind mounts, not the launcher's set and every device")
 def test_privileged_world(busybox, cli):
     result = cli(*RUN, "--privileged", "busybox", "sh", "-c",
                  "cat /proc/self/status; grep ' /sys ' /proc/mounts; grep -c ' /proc/kcore ' /proc/mounts; ls /dev")
@@ -443,6 +447,7 @@ def test_security_opt_invalid(busybox, cli):
 
 # cgroups and ulimits
 
+@needs_cgroups
 def test_memory_cpus_pids_limits(busybox, cli):
     result = cli(*RUN, "--memory", "64m", "--cpus", "0.5", "--pids-limit", "50", "busybox", "cat", "/proc/self/cgroup")
 
@@ -456,6 +461,7 @@ def test_memory_cpus_pids_limits(busybox, cli):
     assert leftover_cgroups() == []
 
 
+@needs_cgroups
 def test_limits_are_written(busybox, cli):
     result = cli("run", "-d", "--network", "none", "--name", "t", "--memory", "64m", "--cpus", "0.5",
                  "--pids-limit", "50", "busybox", "sleep", "30")
@@ -474,6 +480,7 @@ def test_limits_are_written(busybox, cli):
     assert leftover_cgroups() == []
 
 
+@needs_cgroups
 def test_pids_limit_enforced(busybox, cli):
     # The sixth process cannot be forked, so the shell fails before `echo`.
     result = cli(*RUN, "--pids-limit", "5", "busybox", "sh", "-c",
@@ -482,6 +489,16 @@ def test_pids_limit_enforced(busybox, cli):
     assert result.returncode != 0
     assert "done" not in result.stdout
     assert "fork" in result.stderr
+    assert leftover_cgroups() == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can apply cgroup limits")
+def test_limits_rejected_rootless(busybox, cli):
+    result = cli(*RUN, "--memory", "64m", "--cpus", "0.5", "--pids-limit", "50", "busybox", "true")
+
+    assert result.returncode == 125
+    assert "cannot apply --memory and --cpus and --pids-limit: cgroups need root or a delegated cgroup2 subtree" \
+        in result.stderr
     assert leftover_cgroups() == []
 
 
