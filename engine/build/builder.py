@@ -10,6 +10,7 @@ new image has a new ID, so every later step misses too.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from layerlab.engine.build import events
+from layerlab.engine.build import events, warnings
 from layerlab.engine.build.context import BuildContext
 from layerlab.engine.build.state import BuildRequest, StageState
 from layerlab.engine.build import records
@@ -72,6 +73,12 @@ class BuildRun:
         self.built: dict[str, Image | None] = {}
         self.source_date_epoch = _source_date_epoch()
         self.records_dir = os.path.join(self.engine.root, "build-records")
+        self.total = 0
+        self.cache_sources = None
+        if request.cache_from:
+            from layerlab.engine.build.cache_from import CacheSources
+
+            self.cache_sources = CacheSources(engine, request.cache_from)
 
     def emit(self, event) -> None:
         if self._on_event is not None:
@@ -105,10 +112,10 @@ class BuildRun:
     def execute(self) -> BuildResult:
         started = time.monotonic()
         stages = self._stages_to_build()
-        total = len(self.dockerfile.args_before_from) + sum(1 + len(stage.instructions) for stage in stages)
+        self.total = len(self.dockerfile.args_before_from) + sum(1 + len(stage.instructions) for stage in stages)
 
         for instruction in self.dockerfile.args_before_from:
-            self._step_start(total, instruction)
+            self._step_start(instruction)
             for pair in instruction.pairs:
                 value = self.arg_value(pair.key, pair.value)
                 if value is not None:
@@ -117,7 +124,7 @@ class BuildRun:
 
         state = None
         for stage in stages:
-            state = self._build_stage(stage, self.built, total)
+            state = self._build_stage(stage, self.built)
             self.built[str(stage.index)] = state.image
             if stage.name:
                 self.built[stage.name.lower()] = state.image
@@ -140,16 +147,16 @@ class BuildRun:
                                   path=self.dockerfile_path) from None
         return stages[: target.index + 1]
 
-    def _build_stage(self, stage, built: dict, total: int) -> StageState:
+    def _build_stage(self, stage, built: dict) -> StageState:
         from_instruction = stage.from_instruction.expanded(self.meta_args, self.dockerfile.escape)
-        self._step_start(total, stage.from_instruction)
+        self._step_start(stage.from_instruction)
         state = StageState(self._base_image(from_instruction, built))
         self.stage_set_cmd = False
         self.emit(events.StepDone(self.index, stage.from_instruction.original, state.image_id, True, 0.0, None))
-        self._run_onbuild_triggers(state)
+        self._run_onbuild_triggers(state, stage.from_instruction.line)
 
         for instruction in stage.instructions:
-            self._step_start(total, instruction)
+            self._step_start(instruction)
             self._run_instruction(state, instruction)
         return state
 
@@ -170,20 +177,24 @@ class BuildRun:
             raise DockerfileError(str(error), path=self.dockerfile_path, line=from_instruction.line,
                                   instruction="FROM") from None
 
-    def _run_onbuild_triggers(self, state: StageState) -> None:
-        """Run the base image's ONBUILD triggers right after FROM, as Docker does."""
+    def _run_onbuild_triggers(self, state: StageState, from_line: int) -> None:
+        """Run the base image's ONBUILD triggers right after FROM, as Docker does, each as a step of its own."""
         triggers = list(state.settings().get("OnBuild") or [])
         if not triggers:
             return
         state.clear_onbuild = True
+        self.total += len(triggers)
         self.emit(events.OutputLine(self.index, f"# Executing {len(triggers)} build trigger"
                                                 f"{'s' if len(triggers) > 1 else ''}"))
         for trigger in triggers:
             parsed = parse(f"FROM scratch\n{trigger}\n", path=f"{self.dockerfile_path} (ONBUILD of the base image)")
-            instruction = parsed.stages[0].instructions[0]
+            # The trigger's errors and notes point at the FROM line that ran it.
+            instruction = dataclasses.replace(parsed.stages[0].instructions[0], line=from_line)
             if instruction.keyword in ("ONBUILD", "FROM", "MAINTAINER"):
-                raise DockerfileError(f"{instruction.keyword} is not allowed as an ONBUILD trigger",
-                                      path=self.dockerfile_path, instruction="ONBUILD")
+                raise DockerfileError(f"the base image has the trigger {trigger!r}, but {instruction.keyword} is "
+                                      "not allowed as an ONBUILD trigger: rebuild the base image without it",
+                                      path=self.dockerfile_path, line=from_line, instruction="FROM")
+            self._step_start(instruction, prefix="ONBUILD ")
             self._run_instruction(state, instruction)
 
     def _run_instruction(self, state: StageState, instruction) -> None:
@@ -198,11 +209,20 @@ class BuildRun:
         try:
             key = _cache_key(state.image_id, step.created_by, step.cache_extra)
             cached = None if self.request.no_cache else self.cache.get(key)
+            image = None
+            if cached is not None:
+                image = load_image(self.engine.store, cached.digest)
+                if self.cache_sources is not None and not self.cache_sources.allows(image.id):
+                    cached = image = None
+            if image is None and self.cache_sources is not None and not self.request.no_cache:
+                image = self.cache_sources.restore(self, state, step)
+                if image is not None:
+                    cached = image
+                    self.engine.images.cache_put(key, image, parent=state.image.id if state.image else None)
             record_key = records.step_key(self.context.root, self.dockerfile_path, self.index)
             record = dict(step.record, parent=state.image_id, instruction=instruction.text)
 
             if cached is not None:
-                image = load_image(self.engine.store, cached.digest)
                 self.emit(events.StepCached(self.index, image.id))
                 reason = ""
             else:
@@ -233,9 +253,11 @@ class BuildRun:
             return "parent changed: an earlier step ran, so the parent image is new"
         return records.explain_miss(previous, current)
 
-    def _step_start(self, total: int, instruction) -> None:
+    def _step_start(self, instruction, prefix: str = "") -> None:
         self.index += 1
-        self.emit(events.StepStarted(self.index, total, _display(instruction)))
+        self.emit(events.StepStarted(self.index, self.total, prefix + _display(instruction)))
+        for note in warnings.step_notes(instruction):
+            self.emit(events.BuildWarning(self.index, f"{self.dockerfile_path}:{instruction.line}: {note}"))
 
     def _warn_unused_args(self) -> None:
         unused = sorted(set(self.request.build_args) - self.used_build_args - PREDEFINED_ARGS)

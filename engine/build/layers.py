@@ -97,15 +97,20 @@ def run_step(run, state, command: list[str], build_args: dict[str, str], created
             if attachment is not None:
                 attachment.teardown()
         if status != 0:
-            raise BuildStepError(
-                f"The command '{' '.join(command)}' returned a non-zero code: {status}",
-                step=run.index, status=status, last_lines=tail,
-            )
+            raise BuildStepError(_failure_message(where or {}, command, status), step=run.index, status=status,
+                                 last_lines=tail)
         remove_mountpoints(scratch.upper, rootfs.lowerdirs, extra.targets)
         return commit_upper(run, state.draft(), scratch, created_by)
     finally:
         extra.close()
         scratch.close()
+
+
+def _failure_message(where: dict, command: list[str], status: int) -> str:
+    """Return the classic builder's wording, located at the RUN line, with what to do next."""
+    location = f"{where.get('path', 'Dockerfile')}:{where.get('line', '?')}: RUN: "
+    return (f"{location}The command '{' '.join(command)}' returned a non-zero code: {status}: "
+            "fix the command (its last lines of output follow) and build again")
 
 
 def _run_container(run, spec) -> tuple[int, list[str]]:

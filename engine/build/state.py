@@ -21,6 +21,7 @@ class BuildRequest:
     # adds a bridge and NAT rules to every store that builds, and rootless builds would need slirp4netns.
     network: str = "host"
     secrets: dict[str, str] = field(default_factory=dict)  # --secret id -> host file path
+    cache_from: list[str] = field(default_factory=list)  # --cache-from image references
 
 
 @dataclass

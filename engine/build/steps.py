@@ -43,6 +43,8 @@ class Step:
     cleanup: Callable[[], None] | None = None
     # What the cache-miss reason compares with the previous build of this step.
     record: dict = field(default_factory=dict)
+    # The step's config change, for steps that change the config: --cache-from rebuilds a hit with it.
+    change: Callable[[ImageDraft], None] | None = None
 
 
 def go_quoted_list(values: list[str]) -> str:
@@ -68,7 +70,7 @@ def _metadata(run, state: StageState, created_by: str, change: Callable[[ImageDr
         draft.add_history(created_by, empty_layer=True)
         return run.write(draft)
 
-    return Step(created_by, execute)
+    return Step(created_by, execute, change=change)
 
 
 def _env(run, state, instruction: ins.EnvInstruction) -> Step:
@@ -216,7 +218,10 @@ def _workdir(run, state, instruction: ins.WorkdirInstruction) -> Step:
     def execute() -> Image:
         return layers.workdir_step(run, state, path, f"{NOP}WORKDIR {path}")
 
-    return Step(f"{NOP}WORKDIR {path}", execute)
+    def change(draft: ImageDraft) -> None:
+        draft.settings["WorkingDir"] = path
+
+    return Step(f"{NOP}WORKDIR {path}", execute, change=change)
 
 
 def _run(run, state, instruction: ins.RunInstruction) -> Step:

@@ -39,13 +39,17 @@ def build(options, presenter) -> int:
         target=options.target,
         network=options.network,
         secrets=_parse_secrets(options.secret),
+        cache_from=options.cache_from,
     )
-    on_event = presenter.build_event
-    if options.quiet:
-        on_event = None
-    elif options.progress == "rawjson":
-        on_event = _rawjson_printer(presenter)
-    result = Builder(_engine()).build(request, on_event=on_event)
+    from layerlab.engine.cli.build_progress import event_printer, failure_text
+    from layerlab.engine.errors import BuildStepError
+
+    on_event = None if options.quiet else event_printer(options.progress, presenter)
+    try:
+        result = Builder(_engine()).build(request, on_event=on_event)
+    except BuildStepError as error:
+        presenter.error(failure_text(error))
+        return error.exit_code
     if options.quiet:
         presenter.write(result.image_id + "\n")
     elif hasattr(presenter, "build_finished"):
@@ -290,8 +294,9 @@ def system_prune(options, presenter) -> int:
 
 
 def builder_prune(options, presenter) -> int:
-    count = _engine().images.prune_cache()
-    presenter.write(f"Removed {count} build cache entries\n")
+    from layerlab.engine.build.prune import prune_build_cache
+
+    presenter.write(prune_build_cache(_engine()).text())
     return 0
 
 
@@ -377,16 +382,6 @@ def _render_format(template: str, document: dict) -> str:
         return str(value)
 
     return re.sub(r"\{\{(.*?)\}\}", replace, template)
-
-
-def _rawjson_printer(presenter):
-    import dataclasses
-
-    def emit(event) -> None:
-        record = {"event": type(event).__name__, **dataclasses.asdict(event)}
-        presenter.write(json.dumps(record) + "\n")
-
-    return emit
 
 
 HANDLERS = {

@@ -55,6 +55,8 @@ def _build(sub):
     p.add_argument("--build-arg", action="append", default=[], help="set a build-time variable (KEY=value)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
     p.add_argument("--target", help="build only up to this stage")
+    p.add_argument("--cache-from", action="append", default=[],
+                   help="image to use as a cache source; a step hits only from it or its ancestors")
     p.add_argument("--progress", default="auto", choices=["auto", "plain", "tty", "rawjson"],
                    help="output style")
     p.add_argument("--network", default="host", help="network for RUN steps: host, none, bridge or a network name")

@@ -1,13 +1,17 @@
 """Fixtures for differential build tests: one busybox base in layerlab and in the private dockerd."""
 
+import functools
+import http.server
 import json
 import os
+import threading
 
 import pytest
 
 from layerlab.engine.api import Engine
 from layerlab.engine.image import ImageDraft, write_image
 from layerlab.engine.reference import Reference
+from tests.build_oracle.buildah import oracle_buildah  # noqa: F401 (a fixture)
 
 BASE = "busybox:latest"
 
@@ -51,3 +55,26 @@ def case_options(case_dir):
         return {}
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def served_folder():
+    """Return a function that serves a folder over HTTP on 127.0.0.1 and returns its base URL."""
+    servers = []
+
+    def serve(folder):
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
