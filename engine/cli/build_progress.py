@@ -40,7 +40,8 @@ class PlainPrinter:
             case events.StepCached(index=index):
                 self.write(f"#{index} CACHED\n")
             case events.OutputLine(index=index, text=text):
-                elapsed = self.clock() - self.started.get(index, self.clock())
+                now = self.clock()
+                elapsed = now - self.started.get(index, now)
                 self.write(f"#{index} {elapsed:.3f} {text}\n")
             case events.StepDone(index=index, cached=False, seconds=seconds):
                 self.write(f"#{index} DONE {seconds:.1f}s\n")
