@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Run the test suite in .venv with a private store, then check that the run
-# left no mount, network link or Docker daemon behind.
-# Extra arguments go to pytest (for example: scripts/test.sh -m 'not network').
+# Run the test suite in .venv with a private store, then the runtime-facing
+# tests again as the ordinary user layerlab-ci (rootless layerlab), then check
+# that the runs left no mount, network link or Docker daemon behind.
+# Extra arguments go to the first pytest run (for example:
+# scripts/test.sh -m 'not network'). LAYERLAB_TEST_ROOTLESS=0 skips the second.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,6 +78,17 @@ leaks() {
         found=1
     fi
 
+    # Monitors, containers and slirp4netns of the rootless pass run as its user.
+    local processes=""
+    if [[ $rootless_ran -eq 1 ]]; then
+        processes="$(pgrep -a -u "$rootless_user" || true)"
+    fi
+    if [[ -n "$processes" ]]; then
+        echo "test: processes of $rootless_user left running:" >&2
+        echo "$processes" >&2
+        found=1
+    fi
+
     return $found
 }
 
@@ -96,12 +109,94 @@ if [[ $status -eq 5 ]]; then
     status=1
 fi
 
+# The suites that start containers, which rootless layerlab must pass too.
+rootless_suites=(
+    tests/engine/runtime
+    tests/engine/test_lifecycle.py
+    tests/engine/test_detached.py
+    tests/engine/test_run_flags.py
+    tests/engine/test_build_cache.py
+    tests/engine/test_build.py
+    tests/engine/test_container_commands.py
+)
+rootless_user="${LAYERLAB_TEST_USER:-layerlab-ci}"
+rootless_ran=0
+
+make_readable_by_user() {
+    # The user runs the venv's python and imports the checkout in place, so
+    # both must be readable, and every folder above them searchable.
+    chmod -R a+rX "$repo_root" "$venv"
+    local dir
+    for dir in "$repo_root" "$venv"; do
+        dir="$(dirname "$(realpath "$dir")")"
+        while [[ "$dir" != "/" ]]; do
+            if [[ "$(stat -c %A "$dir")" != ?????????[xt] ]]; then
+                echo "test: allowing others to search $dir, so that $rootless_user reaches the checkout"
+                chmod o+x "$dir"
+            fi
+            dir="$(dirname "$dir")"
+        done
+    done
+}
+
+run_rootless_pass() {
+    if ! id -u "$rootless_user" >/dev/null 2>&1; then
+        # useradd also gives the user ranges in /etc/subuid and /etc/subgid.
+        useradd -m "$rootless_user"
+    fi
+    local user_home
+    user_home="$(getent passwd "$rootless_user" | cut -d: -f6)"
+    make_readable_by_user
+
+    # Everything the user writes lives in a folder it owns under run_dir.
+    # cleanup removes it as root, because container processes create files
+    # owned by subordinate ids, which the user cannot delete from outside.
+    local user_dir="$run_dir/rootless"
+    install -d -m 0755 -o "$rootless_user" -g "$rootless_user" \
+        "$user_dir" "$user_dir/store" "$user_dir/cache"
+    install -d -m 0700 -o "$rootless_user" -g "$rootless_user" "$user_dir/runtime" "$user_dir/tmp"
+
+    if ! (cd / && runuser -u "$rootless_user" -- "$venv/bin/python" -c 'import layerlab.engine' 2>/dev/null); then
+        echo "test: $rootless_user cannot run $venv/bin/python; make the venv with /usr/bin/python3" >&2
+        return 1
+    fi
+
+    echo "test: running the runtime tests as $rootless_user"
+    (
+        cd "$repo_root"
+        # -p no:cacheprovider: the user cannot write .pytest_cache in the checkout.
+        timeout -k 60 "$suite_timeout" runuser -u "$rootless_user" -- env -i \
+            HOME="$user_home" USER="$rootless_user" LOGNAME="$rootless_user" LANG=C.UTF-8 \
+            PATH="$venv/bin:/usr/bin:/bin" \
+            XDG_RUNTIME_DIR="$user_dir/runtime" TMPDIR="$user_dir/tmp" \
+            LAYERLAB_ROOT="$user_dir/store" LAYERLAB_TEST_CACHE="$user_dir/cache" CI="${CI:-}" \
+            "$venv/bin/python" -m pytest -q -rs -p no:cacheprovider --basetemp "$user_dir/pytest" \
+            "${pytest_timeout[@]}" -m "not network and not docker" "${rootless_suites[@]}"
+    )
+}
+
+rootless_status=0
+if [[ "${LAYERLAB_TEST_ROOTLESS:-1}" != "0" ]]; then
+    rootless_ran=1
+    run_rootless_pass || rootless_status=$?
+    if [[ $rootless_status -eq 124 ]]; then
+        echo "test: the rootless pass timed out after $suite_timeout s" >&2
+    fi
+    if [[ $rootless_status -eq 5 ]]; then
+        echo "test: the rootless pass collected no tests; counting that as a failure" >&2
+        rootless_status=1
+    fi
+fi
+
 leak_status=0
 leaks || leak_status=$?
 
-if [[ $status -eq 0 && $leak_status -eq 0 ]]; then
-    echo "test: passed (pytest exit 0, no leaked mounts, links or daemons)"
+if [[ $status -eq 0 && $rootless_status -eq 0 && $leak_status -eq 0 ]]; then
+    echo "test: passed (pytest exit 0 as root and as $rootless_user, no leaked mounts, links or daemons)"
     exit 0
 fi
-echo "test: failed (pytest exit $status, leak check exit $leak_status)"
-exit $(( status != 0 ? status : leak_status ))
+echo "test: failed (pytest exit $status as root, $rootless_status as $rootless_user, leak check exit $leak_status)"
+if [[ $status -ne 0 ]]; then
+    exit "$status"
+fi
+exit $(( rootless_status != 0 ? rootless_status : leak_status ))
