@@ -164,9 +164,26 @@ def no_leaked_mounts(request, tmp_path_factory):
         pytest.fail(f"{request.node.nodeid} left mounts behind: {', '.join(leaked)}", pytrace=False)
 
 
+def prune_store_networks(top):
+    """Run `network prune` on every store under `top`, so no store's bridge or NAT rule outlives the run.
+
+    A store keeps its default bridge until it is pruned, as Docker keeps
+    docker0; fixtures that make stores of their own rely on this sweep.
+    """
+    if os.geteuid() != 0:
+        return
+    for networks in Path(top).glob("**/networks"):
+        store = networks.parent
+        if not (store / "index.json").exists():
+            continue
+        subprocess.run([sys.executable, "-m", "layerlab", "network", "prune", "-f"],
+                       env=dict(os.environ, LAYERLAB_ROOT=str(store)), capture_output=True, timeout=120, check=False)
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """Fail the run if a mount under pytest's temporary directory is still there."""
+    """Prune the test stores' networks, then fail the run if a mount under pytest's temporary directory remains."""
     basetemp = session.config._tmp_path_factory.getbasetemp()
+    prune_store_networks(basetemp)
     leaked = mounts_under(basetemp)
     if not leaked:
         return
