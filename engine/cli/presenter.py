@@ -13,6 +13,7 @@ import sys
 
 from layerlab.engine.build import events
 from layerlab.engine.digest import short_id
+from layerlab.engine.registry.progress import TransferDone, plain_text
 
 
 class TerminalPresenter:
@@ -21,6 +22,7 @@ class TerminalPresenter:
     def __init__(self, stdout=None, stderr=None):
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
+        self.live_transfer = None
 
     def write(self, text: str) -> None:
         self.stdout.write(text)
@@ -38,12 +40,33 @@ class TerminalPresenter:
         if text:
             self.write(text)
 
+    def transfer_event(self, event) -> None:
+        """Draw a pull or push event: live lines on a TTY, else only the status lines Docker prints."""
+        if not _is_tty(self.stdout):
+            text = plain_text(event)
+            if text:
+                self.write(text)
+            return
+
+        if self.live_transfer is None:
+            from layerlab.engine.cli.transfer_progress import LiveTransferLines
+
+            self.live_transfer = LiveTransferLines(self.stdout)
+        self.live_transfer.handle(event)
+        if isinstance(event, TransferDone):
+            self.live_transfer = None
+
     @contextlib.contextmanager
     def container_stdio(self):
         """Yield the file descriptors a foreground container writes to; None inherits ours."""
         self.stdout.flush()
         self.stderr.flush()
         yield None, None
+
+
+def _is_tty(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def build_event_text(event) -> str:

@@ -63,8 +63,8 @@ def _engine():
 def pull(options, presenter) -> int:
     from layerlab.engine.registry.pull import pull as pull_image
 
-    progress = None if options.quiet else presenter.write
-    result = pull_image(_engine(), options.name, platform=options.platform, progress=progress)
+    events = None if options.quiet else presenter.transfer_event
+    result = pull_image(_engine(), options.name, platform=options.platform, events=events)
     if options.quiet:
         presenter.write(f"{result.reference}\n")
     return 0
@@ -73,10 +73,13 @@ def pull(options, presenter) -> int:
 def push(options, presenter) -> int:
     from layerlab.engine.registry.push import push as push_image
 
+    if not options.quiet:
+        push_image(_engine(), options.name, events=presenter.transfer_event)
+        return 0
+
     lines = []
-    progress = lines.append if options.quiet else presenter.write
-    push_image(_engine(), options.name, progress=progress)
-    if options.quiet and lines:
+    push_image(_engine(), options.name, progress=lines.append)
+    if lines:
         presenter.write(lines[-1])
     return 0
 

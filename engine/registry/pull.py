@@ -36,6 +36,14 @@ from layerlab.engine.registry.manifests import (
     fetch_manifest,
     select_platform,
 )
+from layerlab.engine.registry.progress import (
+    ByteProgress,
+    LayerProgress,
+    TransferDone,
+    TransferEvent,
+    TransferStarted,
+    event_sink,
+)
 from layerlab.engine.transfer.images import commit_image, parse_config
 from layerlab.engine.transfer.layers import BlobMismatchError, check_bytes, store_layer
 
@@ -55,10 +63,15 @@ class PullResult:
 
 
 def pull(engine, name: str, *, platform: str | None = None,
-         progress: Callable[[str], None] | None = None, client: RegistryClient | None = None) -> PullResult:
-    """Pull `name` (a tag or a digest reference), tag it in the store and return the image."""
+         progress: Callable[[str], None] | None = None, client: RegistryClient | None = None,
+         events: Callable[[TransferEvent], None] | None = None) -> PullResult:
+    """Pull `name` (a tag or a digest reference), tag it in the store and return the image.
+
+    `events` receives the typed progress events; `progress` receives their
+    text as Docker prints it without a TTY.
+    """
     reference = Reference.parse(name)
-    say = progress or (lambda text: None)
+    say = event_sink(progress, events)
     requested = Platform.parse(platform) if platform else Platform.host()
     explicit_platform = platform is not None
     client = client or RegistryClient(reference.registry, root=engine.root)
@@ -71,7 +84,7 @@ def pull(engine, name: str, *, platform: str | None = None,
 
 def _pull(engine, client, reference: Reference, requested: Platform, explicit_platform: bool, say) -> PullResult:
     repository = reference.repository
-    say(f"{reference.digest or reference.tag}: Pulling from {repository}\n")
+    say(TransferStarted(f"{reference.digest or reference.tag}: Pulling from {repository}"))
     top = fetch_manifest(client, repository, reference.digest or reference.tag)
     manifest = top
     if top.media_type in INDEX_TYPES:
@@ -108,12 +121,11 @@ def _pull(engine, client, reference: Reference, requested: Platform, explicit_pl
     image = commit_image(engine.store, config_bytes, config_digest, layers)
     # TODO: record top.digest so that `inspect` can show RepoDigests; only the pull output shows it now.
     engine.images.tag(image, reference)
-    say(f"Digest: {top.digest}\n")
     if already:
-        say(f"Status: Image is up to date for {reference.familiar}\n")
+        status = f"Status: Image is up to date for {reference.familiar}"
     else:
-        say(f"Status: Downloaded newer image for {reference.familiar}\n")
-    say(f"{reference}\n")
+        status = f"Status: Downloaded newer image for {reference.familiar}"
+    say(TransferDone((f"Digest: {top.digest}", status, str(reference))))
     log.info("pulled %s (%s) as image %s", reference, top.digest, image.id)
     return PullResult(image, reference, top.digest, not already)
 
@@ -138,21 +150,23 @@ def _pull_layer(engine, client, reference, descriptor: dict, diff_id: str, blob_
         raise RegistryError(f"layer {digest} of {reference.familiar} is non-distributable ({media_type}): not supported")
 
     if engine.store.has_blob(diff_id):
-        say(f"{short}: Already exists\n")
+        say(LayerProgress(short, "Already exists"))
         return store_layer(engine.store, None, media_type=media_type, diff_id=diff_id)
 
-    say(f"{short}: Pulling fs layer\n")
+    say(LayerProgress(short, "Pulling fs layer"))
+    # Layers are decompressed as they arrive, so there is no separate "Extracting" phase.
+    downloaded = ByteProgress(say, short, "Downloading", size)
     response = client.request("GET", f"/v2/{reference.repository}/blobs/{digest}")
     try:
         stored = store_layer(engine.store, response, media_type=media_type, diff_id=diff_id,
-                             expected_digest=digest, expected_size=size)
+                             expected_digest=digest, expected_size=size, on_bytes=downloaded.advance)
     except BlobMismatchError as error:
         raise BlobMismatchError(f"{reference.familiar}: {error}; nothing was stored") from None
     except (OSError, TimeoutError) as error:
         raise RegistryError(f"download of layer {digest} from {reference.registry} failed: {error}") from None
     finally:
         response.close()
-    say(f"{short}: Pull complete\n")
+    say(LayerProgress(short, "Pull complete"))
     if size is not None:
         blob_info.remember(diff_id, CompressedBlob(digest, size, media_type, reference.registry, reference.repository))
     return stored

@@ -28,6 +28,15 @@ from layerlab.engine.reference import Reference
 from layerlab.engine.registry.blobinfo import BlobInfo, CompressedBlob
 from layerlab.engine.registry.client import RegistryClient, RegistryError
 from layerlab.engine.registry.manifests import OCI_MANIFEST
+from layerlab.engine.registry.progress import (
+    ByteProgress,
+    CountingReader,
+    LayerProgress,
+    TransferDone,
+    TransferEvent,
+    TransferStarted,
+    event_sink,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +58,13 @@ class PushResult:
 
 
 def push(engine, name: str, *, progress: Callable[[str], None] | None = None,
-         chunk_size: int = DEFAULT_CHUNK_SIZE, client: RegistryClient | None = None) -> PushResult:
-    """Push the image tagged `name` to the registry its reference names; return the manifest digest."""
+         chunk_size: int = DEFAULT_CHUNK_SIZE, client: RegistryClient | None = None,
+         events: Callable[[TransferEvent], None] | None = None) -> PushResult:
+    """Push the image tagged `name` to the registry its reference names; return the manifest digest.
+
+    `events` receives the typed progress events; `progress` receives their
+    text as Docker prints it without a TTY.
+    """
     reference = Reference.parse(name)
     if reference.digest:
         raise InvalidArgumentError(f"cannot push {name!r} by digest: push a tag such as {reference.name}:latest")
@@ -59,7 +73,7 @@ def push(engine, name: str, *, progress: Callable[[str], None] | None = None,
     image = engine.images.resolve(name)
     client = client or RegistryClient(reference.registry, root=engine.root)
     client.add_scope(reference.repository, "pull,push")
-    say = progress or (lambda text: None)
+    say = event_sink(progress, events)
     try:
         uploader = _Uploader(engine, client, reference, chunk_size, say)
         return uploader.push_image(image)
@@ -78,7 +92,7 @@ class _Uploader:
         self.blob_info = BlobInfo(engine.store)
 
     def push_image(self, image) -> PushResult:
-        self.say(f"The push refers to repository [{self.reference.name}]\n")
+        self.say(TransferStarted(f"The push refers to repository [{self.reference.name}]"))
         layers = []
         # Docker prints the top layer first; the order of uploads does not matter to the registry.
         for layer in image.layers:
@@ -105,7 +119,7 @@ class _Uploader:
         answered = response.getheader("Docker-Content-Digest")
         if answered and answered != digest:
             raise RegistryError(f"{self.reference.registry} stored the manifest as {answered}, not {digest}")
-        self.say(f"{self.reference.tag}: digest: {digest} size: {len(data)}\n")
+        self.say(TransferDone((f"{self.reference.tag}: digest: {digest} size: {len(data)}",)))
         log.info("pushed %s as %s", self.reference, digest)
         return PushResult(self.reference, digest, len(data))
 
@@ -113,13 +127,13 @@ class _Uploader:
 
     def _push_layer(self, diff_id: str) -> dict:
         short = short_id(diff_id)
-        self.say(f"{short}: Preparing\n")
+        self.say(LayerProgress(short, "Preparing"))
         registry = self.reference.registry
         known = self.blob_info.known(diff_id, registry)
 
         for blob in known:
             if blob.repository == self.repository and self._exists(blob.digest):
-                self.say(f"{short}: Layer already exists\n")
+                self.say(LayerProgress(short, "Layer already exists"))
                 return _descriptor(blob)
         upload_url = None
         for blob in known:
@@ -127,7 +141,7 @@ class _Uploader:
                 continue
             mounted, upload_url = self._try_mount(blob)
             if mounted:
-                self.say(f"{short}: Mounted from {blob.repository}\n")
+                self.say(LayerProgress(short, f"Mounted from {blob.repository}"))
                 self._remember(diff_id, blob)
                 return _descriptor(blob)
 
@@ -135,11 +149,12 @@ class _Uploader:
             digest, size = _gzip_blob(self.engine.store, diff_id, compressed)
             blob = CompressedBlob(digest, size, OCI_LAYER_GZIP, registry, self.repository)
             if self._exists(digest):
-                self.say(f"{short}: Layer already exists\n")
+                self.say(LayerProgress(short, "Layer already exists"))
             else:
-                self.say(f"{short}: Pushing\n")
-                self._upload(upload_url or self._start_upload(), compressed, digest, size)
-                self.say(f"{short}: Pushed\n")
+                self.say(LayerProgress(short, "Pushing"))
+                progress = ByteProgress(self.say, short, "Pushing", size)
+                self._upload(upload_url or self._start_upload(), compressed, digest, size, progress)
+                self.say(LayerProgress(short, "Pushed"))
         self._remember(diff_id, blob)
         return _descriptor(blob)
 
@@ -184,11 +199,13 @@ class _Uploader:
             raise RegistryError(f"{self.reference.registry} started an upload but sent no Location header")
         return urllib.parse.urljoin(self.client.base_url + "/", location)
 
-    def _upload(self, url: str, source, digest: str, size: int) -> None:
+    def _upload(self, url: str, source, digest: str, size: int, progress: ByteProgress | None = None) -> None:
         source.seek(0)
         if size > self.chunk_size:
-            url = self._upload_chunks(url, source, size)
+            url = self._upload_chunks(url, source, size, progress)
             body, length = b"", 0
+        elif progress is not None:
+            body, length = CountingReader(source, progress), size
         else:
             body, length = source, size
         response = self.client.request(
@@ -198,7 +215,7 @@ class _Uploader:
         )
         response.read()
 
-    def _upload_chunks(self, url: str, source, size: int) -> str:
+    def _upload_chunks(self, url: str, source, size: int, progress: ByteProgress | None) -> str:
         offset = 0
         failures = 0
         while offset < size:
@@ -214,6 +231,8 @@ class _Uploader:
                 response.read()
                 url = self._location(response)
                 offset = end + 1
+                if progress is not None:
+                    progress.update(offset)
             except RegistryError as error:
                 failures += 1
                 if failures > CHUNK_RETRIES:
