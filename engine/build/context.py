@@ -15,7 +15,8 @@ import stat
 from dataclasses import dataclass
 
 from layerlab.engine.dockerfile import IgnoreMatcher
-from layerlab.engine.errors import DockerfileError
+from layerlab.engine.errors import DockerfileError, InvalidArgumentError
+from layerlab.engine.rootpath import resolve_in_root, split_clean
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +26,23 @@ _WILDCARDS = set("*?[")
 
 @dataclass
 class Source:
-    """One matched source: its path relative to the context and whether it is a directory."""
+    """One matched source, with paths relative to the context.
+
+    `relpath` is the path as the instruction names it (or as a wildcard
+    matched it), which gives the copied file its name. `resolved` is the
+    path after following its symlinks inside the context, which is read.
+    """
 
     relpath: str
     is_dir: bool
+    resolved: str
+
+    def name_of(self, rel: str) -> str:
+        """Return a path read under `resolved` as a path under the source's own name."""
+        if self.resolved == self.relpath:
+            return rel
+        inner = rel if self.resolved == "." else os.path.relpath(rel, self.resolved)
+        return self.relpath if inner == "." else _join(self.relpath, inner)
 
 
 class BuildContext:
@@ -62,22 +76,52 @@ class BuildContext:
         if any(ch in _WILDCARDS for ch in relative):
             matches = self._glob(relative)
         else:
-            full = os.path.join(self.root, relative) if relative != "." else self.root
-            matches = [relative] if os.path.lexists(full) and not self._excluded(relative) else []
+            matches = [] if self._excluded(relative) else [relative]
+        not_found = DockerfileError(
+            f"source {pattern!r} not found in the build context {self.root}"
+            " (or excluded by .dockerignore): check the path",
+            path=path, line=line, instruction=instruction,
+        )
         if not matches:
-            raise DockerfileError(
-                f"source {pattern!r} not found in the build context {self.root}"
-                " (or excluded by .dockerignore): check the path",
-                path=path, line=line, instruction=instruction,
-            )
-        return [Source(rel, os.path.isdir(os.path.join(self.root, rel))) for rel in matches]
+            raise not_found
+        sources = []
+        for rel in matches:
+            resolved = self._resolve(rel, path=path, line=line, instruction=instruction)
+            if resolved is None:
+                raise not_found
+            sources.append(Source(rel, os.path.isdir(os.path.join(self.root, resolved)), resolved))
+        return sources
+
+    def _resolve(self, rel: str, **where) -> str | None:
+        """Return `rel` with its symlinks followed inside the context, as if the context were `/`.
+
+        This is Docker's FollowSymlinkInScope: a symlink target that climbs
+        above the context or is absolute stays inside it, so `../outside.txt`
+        in a top-level link names `outside.txt` in the context. Returns None
+        when `rel` itself does not exist or is excluded, and raises
+        DockerfileError when a symlink on the way leads nowhere.
+        """
+        try:
+            host = resolve_in_root(self.root, split_clean(rel))
+        except InvalidArgumentError:
+            raise DockerfileError(f"source {rel!r} is a symlink loop: fix the links in the build context",
+                                  **where) from None
+        resolved = os.path.relpath(host, self.root)
+        if os.path.lexists(host) and not self._excluded(resolved):
+            return resolved
+        if resolved == os.path.normpath(rel):
+            return None
+        raise DockerfileError(
+            f"source {rel!r} is a symlink that resolves to {resolved!r} inside the build context {self.root}, "
+            "and that is not there (or is excluded by .dockerignore): symlinks are followed inside the context "
+            "as if it were /, so put the target in the context", **where)
 
     def files_under(self, source: Source) -> list[str]:
         """List the context-relative paths a source brings, directories first, in a stable order."""
         if not source.is_dir:
-            return [source.relpath]
+            return [source.resolved]
         found = []
-        base = os.path.join(self.root, source.relpath)
+        base = os.path.join(self.root, source.resolved)
         for current, dirs, files in os.walk(base):
             dirs.sort()
             rel_current = os.path.relpath(current, self.root)
@@ -102,11 +146,13 @@ class BuildContext:
         digest = hashlib.sha256()
         for source in sources:
             digest.update(f"source {source.relpath}\0".encode())
+            # A followed symlink is hashed as the file it resolves to, under the name the source gives it.
             for rel in self.files_under(source):
+                name = source.name_of(rel)
                 entry = self._hash_entry(rel)
-                digest.update(f"{rel}\0{entry}\0".encode())
+                digest.update(f"{name}\0{entry}\0".encode())
                 if per_file is not None:
-                    per_file[rel] = entry
+                    per_file[name] = entry
         return digest.hexdigest()
 
     def _hash_entry(self, rel: str) -> str:
@@ -128,7 +174,8 @@ class BuildContext:
             next_candidates = []
             for base in candidates:
                 directory = os.path.join(self.root, base) if base else self.root
-                if not os.path.isdir(directory):
+                # As Docker's walk of the context, a wildcard never descends into a symlinked directory.
+                if os.path.islink(directory) or not os.path.isdir(directory):
                     continue
                 for name in sorted(os.listdir(directory)):
                     if fnmatch.fnmatchcase(name, part):
@@ -138,9 +185,9 @@ class BuildContext:
 
     def _excluded_inside(self, source: Source, rel: str) -> bool:
         # COPY --exclude patterns also match relative to a directory source, as BuildKit's do.
-        if self.excludes is None or source.relpath in ("", "."):
+        if self.excludes is None or source.resolved in ("", "."):
             return False
-        return self.excludes.excluded(os.path.relpath(rel, source.relpath))
+        return self.excludes.excluded(os.path.relpath(rel, source.resolved))
 
     def _excluded(self, rel: str) -> bool:
         if rel in ("", "."):

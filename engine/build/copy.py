@@ -22,7 +22,8 @@ COPY_BUFFER = 1 << 20
 class CopyPlan:
     """What one COPY step writes: each source's files, the destination and the owner."""
 
-    sources: list[tuple[str, bool, list[str]]]  # (relpath, is_dir, files under it relative to the context)
+    # (name as written, path with symlinks resolved, is_dir, files under it), paths relative to the context
+    sources: list[tuple[str, str, bool, list[str]]]
     dest: str  # absolute inside the container
     dest_is_dir: bool
     chown: str = ""  # "user[:group]" resolved inside the image, or "" for 0:0
@@ -38,27 +39,28 @@ def copy_into_root(context_fd: int, merged: str, plan: CopyPlan) -> None:
     os.chdir("/")
     uid, gid = resolve_owner(plan.chown)
 
-    for relpath, is_dir, files in plan.sources:
-        base = os.path.join(plan.dest, relpath) if plan.parents and relpath not in ("", ".") else plan.dest
+    for name, resolved, is_dir, files in plan.sources:
+        base = os.path.join(plan.dest, name) if plan.parents and name not in ("", ".") else plan.dest
         if is_dir:
             _make_dirs(base, uid, gid)
             for rel in files:
-                inner = os.path.relpath(rel, relpath) if relpath not in ("", ".") else rel
-                _copy_entry(context_fd, rel, os.path.join(base, inner), uid, gid, plan.chmod, follow=False)
-        elif plan.extract_archives and archives.is_archive(context_fd, relpath):
+                inner = os.path.relpath(rel, resolved) if resolved not in ("", ".") else rel
+                _copy_entry(context_fd, rel, os.path.join(base, inner), uid, gid, plan.chmod)
+        elif plan.extract_archives and archives.is_archive(context_fd, resolved):
             _make_dirs(plan.dest, uid, gid)
-            archives.extract(context_fd, relpath, plan.dest)
+            archives.extract(context_fd, resolved, plan.dest)
         elif plan.parents:
             _make_dirs(os.path.dirname(base), uid, gid)
-            _copy_entry(context_fd, relpath, base, uid, gid, plan.chmod, follow=True)
+            _copy_entry(context_fd, resolved, base, uid, gid, plan.chmod)
         else:
             target = plan.dest
             if plan.dest_is_dir or os.path.isdir(target):
                 _make_dirs(target, uid, gid)
-                target = os.path.join(target, os.path.basename(relpath))
+                # The name comes from the source as written, so a copied symlink keeps the link's name.
+                target = os.path.join(target, os.path.basename(name))
             else:
                 _make_dirs(os.path.dirname(target) or "/", uid, gid)
-            _copy_entry(context_fd, relpath, target, uid, gid, plan.chmod, follow=True)
+            _copy_entry(context_fd, resolved, target, uid, gid, plan.chmod)
 
 
 def resolve_owner(spec: str) -> tuple[int, int]:
@@ -110,8 +112,9 @@ def _make_dirs(path: str, uid: int, gid: int) -> None:
     os.lchown(path, uid, gid)
 
 
-def _copy_entry(context_fd: int, rel: str, target: str, uid: int, gid: int, chmod: int | None, *, follow: bool) -> None:
-    info = os.stat(rel, dir_fd=context_fd, follow_symlinks=follow)
+def _copy_entry(context_fd: int, rel: str, target: str, uid: int, gid: int, chmod: int | None) -> None:
+    # `rel` is already resolved inside the context, so a symlink here is one to copy as it is.
+    info = os.stat(rel, dir_fd=context_fd, follow_symlinks=False)
     mode = stat.S_IMODE(info.st_mode) if chmod is None else chmod
 
     if stat.S_ISDIR(info.st_mode):
@@ -124,7 +127,7 @@ def _copy_entry(context_fd: int, rel: str, target: str, uid: int, gid: int, chmo
         os.symlink(os.readlink(rel, dir_fd=context_fd), target)
     elif stat.S_ISREG(info.st_mode):
         _remove_existing(target)
-        _copy_file(context_fd, rel, target, mode, follow)
+        _copy_file(context_fd, rel, target, mode)
     else:
         # Sockets, fifos and devices in a build context are not copied, as Docker skips them too.
         return
@@ -134,8 +137,8 @@ def _copy_entry(context_fd: int, rel: str, target: str, uid: int, gid: int, chmo
         os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
 
 
-def _copy_file(context_fd: int, rel: str, target: str, mode: int, follow: bool) -> None:
-    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+def _copy_file(context_fd: int, rel: str, target: str, mode: int) -> None:
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
     source_fd = os.open(rel, flags, dir_fd=context_fd)
     try:
         target_fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)

@@ -117,7 +117,7 @@ def _plan(run, state, instruction, context, patterns, prefix, staging, where) ->
     content_hash_with_options = content_hash if options == "chown= chmod= parents=False" else \
         f"{content_hash} {options}"
     plan = CopyPlan(
-        sources=[(source.relpath, source.is_dir, context.files_under(source)) for source in sources],
+        sources=[(source.relpath, source.resolved, source.is_dir, context.files_under(source)) for source in sources],
         dest=dest, dest_is_dir=dest_is_dir, chown=instruction.chown or "", chmod=_chmod(instruction, where),
         parents=instruction.parents,
         extract_archives=instruction.keyword == "ADD" and staging is None,

@@ -9,6 +9,7 @@ content hash is the step's cache key material, as the build context's is.
 from __future__ import annotations
 
 import email.utils
+import errno
 import glob
 import hashlib
 import logging
@@ -19,7 +20,7 @@ import stat
 import urllib.parse
 import urllib.request
 
-from layerlab.engine.errors import DockerfileError
+from layerlab.engine.errors import DockerfileError, InvalidArgumentError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,16 @@ def _export_in_child(merged: str, patterns: list[str], staging_fd: int) -> None:
     os.chroot(merged)
     os.chdir("/")
     for pattern in patterns:
-        absolute = posixpath.normpath("/" + pattern)
+        absolute = posixpath.normpath("/" + pattern.lstrip("/"))
         matches = sorted(glob.glob(absolute)) if glob.has_magic(absolute) else [absolute]
         for path in matches:
             if not os.path.lexists(path):
-                raise FileNotFoundError(f"{pattern}: no such file or directory in the source stage or image")
+                raise NotFoundError(f"{pattern}: no such file or directory in the source stage or image")
+            if not os.path.exists(path):
+                # Inside the chroot, every symlink on the way resolved within the stage's root.
+                raise InvalidArgumentError(
+                    f"{path} is a symlink to {os.readlink(path)!r}, which is not found in the source stage or "
+                    "image: copy the link's target instead")
             _export_tree(path, staging_fd)
 
 
@@ -81,7 +87,21 @@ def _make_parents(relative: str, staging_fd: int) -> None:
         try:
             os.mkdir("/".join(parts[:index]), 0o755, dir_fd=staging_fd)
         except FileExistsError:
-            pass
+            _check_staged_directory("/".join(parts[:index]), staging_fd)
+
+
+def _check_staged_directory(relative: str, staging_fd: int) -> None:
+    """Raise unless `relative` in the staging folder is a real directory.
+
+    The staging folder lies outside the child's chroot, so a symlink that an
+    earlier source staged there must never be followed: its target would
+    resolve on the host.
+    """
+    info = os.stat(relative, dir_fd=staging_fd, follow_symlinks=False)
+    if not stat.S_ISDIR(info.st_mode):
+        raise InvalidArgumentError(
+            f"the sources overlap: /{relative} is a symlink or file that another source also copies a path "
+            "through; copy them with separate COPY --from instructions")
 
 
 def _export_entry(source: str, target: str, staging_fd: int, *, follow: bool) -> None:
@@ -91,21 +111,36 @@ def _export_entry(source: str, target: str, staging_fd: int, *, follow: bool) ->
         try:
             os.mkdir(target, mode, dir_fd=staging_fd)
         except FileExistsError:
-            pass
+            _check_staged_directory(target, staging_fd)
         os.chmod(target, mode, dir_fd=staging_fd)
     elif stat.S_ISLNK(info.st_mode):
-        os.symlink(os.readlink(source), target, dir_fd=staging_fd)
+        link = os.readlink(source)
+        try:
+            os.symlink(link, target, dir_fd=staging_fd)
+        except FileExistsError:
+            existing = os.stat(target, dir_fd=staging_fd, follow_symlinks=False)
+            # The same symlink staged twice, by two sources that both contain it, is harmless.
+            if not (stat.S_ISLNK(existing.st_mode) and os.readlink(target, dir_fd=staging_fd) == link):
+                _check_staged_directory(target, staging_fd)
+            return
     elif stat.S_ISREG(info.st_mode):
         with open(source, "rb") as reader:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode, dir_fd=staging_fd)
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode,
+                             dir_fd=staging_fd)
+            except OSError as error:
+                if error.errno != errno.ELOOP:
+                    raise
+                _check_staged_directory(target, staging_fd)
+                raise
             with open(fd, "wb") as writer:
                 shutil.copyfileobj(reader, writer, DOWNLOAD_BUFFER)
-        os.chmod(target, mode, dir_fd=staging_fd)
+                os.fchmod(fd, mode)
     else:
         return
     os.chown(target, info.st_uid, info.st_gid, dir_fd=staging_fd, follow_symlinks=False)
     if not stat.S_ISLNK(info.st_mode):
-        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns), dir_fd=staging_fd)
+        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns), dir_fd=staging_fd, follow_symlinks=False)
 
 
 def write_heredocs(heredocs, staging: str, source_date_epoch: int | None) -> list[str]:
