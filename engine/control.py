@@ -64,6 +64,7 @@ def refresh_state(engine, record: ContainerRecord) -> None:
     record.state.pid = 0
     engine.containers.save(record)
     _remove_stale_pid_file(record)
+    _release_network(engine, record)
 
 
 def is_running(engine, record: ContainerRecord) -> bool:
@@ -161,8 +162,8 @@ def remove(engine, record: ContainerRecord, *, force: bool) -> None:
             _resume_if_paused(engine, record)
             procfs.wait_for_exit(record.state.pid)
         _wait_for_monitor(record)
-        # TODO: release the network addresses and port rules when the monitor
-        # died before it could; until then `layerlab fsck --repair` must.
+    # A monitor or launcher that died left the address, the port rules and maybe the veth behind.
+    _release_network(engine, record)
 
     try:
         engine.containers.remove(record)
@@ -187,6 +188,14 @@ def _wait_for_monitor(record: ContainerRecord) -> None:
         log.warning("monitor %d of container %s did not exit; killing it", pid, record.id)
         os.kill(pid, signal.SIGKILL)
         procfs.wait_for_exit(pid)
+
+
+def _release_network(engine, record: ContainerRecord) -> None:
+    if record.network in ("host", "none"):
+        return  # keeps these modes free of the network package and pyroute2
+    from layerlab.engine import network
+
+    network.release(engine, record)
 
 
 def _remove_stale_pid_file(record: ContainerRecord) -> None:

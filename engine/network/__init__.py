@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 
+from layerlab.engine import procfs
 from layerlab.engine.errors import ConflictError, InvalidArgumentError
 from layerlab.engine.network.attach import Attachment, detach_container
 from layerlab.engine.network.ports import PortBinding, exposed_ports, parse_publish, ports_column, resolve_host_ports
@@ -63,11 +64,30 @@ def publish_bindings(engine, mode: str, publish: list[str], publish_all: bool, s
     return resolve_host_ports(requested, published_by_running(engine))
 
 
+def release(engine, record) -> None:
+    """Release the network of a container whose monitor or launcher died before its teardown.
+
+    Does nothing for modes without a bridge, when no network still has an
+    address for the container, or while its process or launcher still runs
+    (that launcher tears down itself).
+    """
+    if record.network in SPECIAL_MODES or record.network in USER_MODES or record.network.startswith("container:"):
+        return
+    networks = network_store(engine)
+    endpoints = [network.endpoints[record.id] for network in networks.list() if record.id in network.endpoints]
+    if not endpoints or any(endpoint.alive() for endpoint in endpoints):
+        return
+    from layerlab.engine.network.manage import release_container
+
+    release_container(networks, record.id)
+    log.info("released the network of container %s, whose monitor or launcher died", record.id[:12])
+
+
 def published_by_running(engine) -> set[tuple[str, int]]:
     """Return the (protocol, host port) pairs that running containers publish."""
     taken = set()
     for record in engine.containers.list():
-        if record.state.status == "running" and _alive(record.state.pid):
+        if record.state.status == "running" and procfs.is_alive(record.state.pid):
             for text in getattr(record, "ports", []) or []:
                 for binding in parse_publish(text):
                     taken.add((binding.protocol, binding.host_port))
@@ -99,7 +119,12 @@ def attach(engine, record, spec) -> Attachment | None:
         spec.network = mode
         spec.network_setup = helper.setup
         return helper
-    attachment = Attachment(network_store(engine), record.id, record.name, record.hostname, spec.etc_files, ports)
+    networks = network_store(engine)
+    if ports:
+        from layerlab.engine.network.manage import release_dead_containers
+
+        release_dead_containers(networks)
+    attachment = Attachment(networks, record.id, record.name, record.hostname, spec.etc_files, ports)
     # This process (the monitor, or the launcher of a foreground run) holds the ports until teardown.
     attachment.reserve_ports()
     try:
@@ -144,20 +169,8 @@ def ports_text(record) -> str:
     return ports_column(bindings, exposed)
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 __all__ = [
     "Attachment", "DEFAULT_NETWORK", "Endpoint", "Network", "NetworkStore", "PortBinding",
     "attach", "attach_build", "check_mode", "detach_container", "network_store", "port_lines",
-    "ports_text", "publish_bindings", "USER_MODES", "available_mode",
+    "ports_text", "publish_bindings", "release", "USER_MODES", "available_mode",
 ]

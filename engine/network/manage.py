@@ -12,7 +12,7 @@ import logging
 import os
 import re
 
-from layerlab.engine.errors import ConflictError, InvalidArgumentError
+from layerlab.engine.errors import ConflictError, ContainerError, InvalidArgumentError
 from layerlab.engine.network import iptables
 from layerlab.engine.network.attach import connect_link, detach_container, hosts_for, host_veth_name, refresh_hosts
 from layerlab.engine.network.etcfiles import container_file, rewrite_in_place
@@ -83,6 +83,59 @@ def repair(networks: NetworkStore, *, dry_run: bool = False) -> list[str]:
     if not dry_run:
         _delete_idle_default_bridge(networks)
     return problems
+
+
+def release_container(networks: NetworkStore, container_id: str) -> bool:
+    """Release what a dead container's launcher or monitor left: its veth pairs, addresses and port rules.
+
+    Call it only once the container's processes are gone. Returns whether
+    any network still had an address for the container.
+    """
+    from layerlab.engine.network import netlink
+
+    joined = [network for network in networks.list() if container_id in network.endpoints]
+    if joined:
+        IPRoute = netlink.iproute_class()
+        with IPRoute() as ipr:
+            for network in joined:
+                netlink.delete_link(ipr, network.endpoints[container_id].host_interface)
+    detach_container(networks, container_id)
+    return bool(joined)
+
+
+def release_dead_containers(networks: NetworkStore) -> list[str]:
+    """Release the addresses and port rules of this store's dead containers; return their 12-digit IDs.
+
+    A new container that publishes a port calls this first, because a stale
+    DNAT rule for the same host port would take its connections.
+    """
+    dead = set()
+    live_ids = set()
+    for network in networks.list():
+        for endpoint in network.endpoints.values():
+            if endpoint.alive():
+                live_ids.add(endpoint.container_id[:12])
+            else:
+                dead.add(endpoint.container_id)
+    for container_id in dead:
+        release_container(networks, container_id)
+
+    own_prefix = f"{iptables.TAG} {networks.store_tag} container="
+
+    def stale_rule(comment: str) -> bool:
+        return comment.startswith(own_prefix) and comment.removeprefix(own_prefix).split(" ")[0] not in live_ids
+
+    try:
+        removed = iptables.remove(stale_rule)
+    except ContainerError as error:
+        # Another process may have deleted the same rules a moment earlier; its own teardown then did the work.
+        log.warning("cannot delete stale port rules: %s", error)
+        removed = []
+    released = {container_id[:12] for container_id in dead}
+    released.update(comment.removeprefix(own_prefix).split(" ")[0] for comment in removed)
+    if released:
+        log.info("released the network of dead containers %s", ", ".join(sorted(released)))
+    return sorted(released)
 
 
 def _delete_idle_default_bridge(networks: NetworkStore) -> None:

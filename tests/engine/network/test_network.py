@@ -199,6 +199,53 @@ def test_cleanup_after_launcher_killed(net_env, command):
     assert links == ""
 
 
+def _kill_monitor(env, name):
+    document = json.loads(layerlab(env, "inspect", name).stdout)[0]
+    container_folder = os.path.join(env["LAYERLAB_ROOT"], "containers", document["Id"])
+    with open(os.path.join(container_folder, "monitor.pid")) as handle:
+        os.kill(int(handle.read()), signal.SIGKILL)
+    time.sleep(0.3)
+    return document
+
+
+def _serve(env, name, port, body):
+    layerlab(env, "run", "-d", "--name", name, "-p", f"{port}:80", "busybox", "sh", "-c",
+             f"mkdir -p /www && echo {body} > /www/index.html && httpd -f -p 80 -h /www")
+
+
+def test_rm_releases_orphaned_network(net_env):
+    _serve(net_env, "orphan", 18487, "first")
+    try:
+        document = _kill_monitor(net_env, "orphan")
+        layerlab(net_env, "stop", "-t", "1", "orphan")
+        layerlab(net_env, "rm", "orphan")
+    finally:
+        layerlab(net_env, "rm", "-f", "orphan", check=False)
+
+    assert not any(" container=" in comment for comment in store_rules(net_env))
+    bridge = json.loads(layerlab(net_env, "network", "inspect", "bridge").stdout)[0]
+    assert document["Id"] not in bridge["Containers"]
+    links = subprocess.run(["ip", "-o", "link", "show", "master", TEST_BRIDGE], capture_output=True, text=True).stdout
+    assert links == ""
+
+
+def test_publish_clears_dead_rules(net_env):
+    _serve(net_env, "dead", 18488, "old")
+    try:
+        document = _kill_monitor(net_env, "dead")
+        os.kill(document["State"]["Pid"], signal.SIGKILL)
+        time.sleep(0.3)
+        # Nothing released the dead container's network; the next run on its port must.
+        _serve(net_env, "fresh", 18488, "new")
+        body = _fetch("http://127.0.0.1:18488/index.html")
+        rules = store_rules(net_env)
+    finally:
+        layerlab(net_env, "rm", "-f", "dead", "fresh", check=False)
+
+    assert body == b"new\n"
+    assert not any(f"container={document['Id'][:12]}" in comment for comment in rules)
+
+
 def test_network_ls_columns(net_env):
     output = layerlab(net_env, "network", "ls").stdout.splitlines()
     assert output[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
