@@ -14,6 +14,7 @@ import socket
 from layerlab.engine.errors import ContainerError, InvalidArgumentError
 from layerlab.engine.runtime import cgroups, syscalls
 from layerlab.engine.runtime.child_errors import receive_error, send_error
+from layerlab.engine.runtime.forking import fork_with_interrupts_blocked, kill_and_reap
 from layerlab.engine.runtime.netsync import NetworkHandshake
 from layerlab.engine.runtime.process import init_container
 from layerlab.engine.runtime.userns import MappingHandshake, host_mapping, needs_user_namespace
@@ -80,7 +81,7 @@ def fork_into_new_pid_namespace():
     try:
         syscalls.unshare(syscalls.CLONE_NEWPID)
         try:
-            pid = os.fork()
+            pid = fork_with_interrupts_blocked()
         except BaseException:
             syscalls.setns(host_namespace, syscalls.CLONE_NEWPID)
             raise
@@ -149,7 +150,7 @@ def _start_as_root(spec, stdio, kill_with_parent):
     os.close(write_fd)
     if handshake is not None:
         _set_up_network(spec, pid, handshake, read_fd)
-    error = receive_error(read_fd)
+    error = _receive_start_error(read_fd, pid)
     if error is not None:
         os.waitpid(pid, 0)
         log.info("container %s failed to start: %s", spec.id, error)
@@ -157,6 +158,17 @@ def _start_as_root(spec, stdio, kill_with_parent):
 
     log.info("started container %s as pid %d", spec.id, pid)
     return Container(spec.id, pid)
+
+
+def _receive_start_error(read_fd, pid):
+    """Return the child's start error, or None once it has executed its program; closes read_fd."""
+    try:
+        return receive_error(read_fd)
+    except BaseException:
+        # Ctrl-C while the child starts: no Container exists yet to kill it.
+        if pid:
+            kill_and_reap(pid)
+        raise
 
 
 def _set_up_network(spec, pid, handshake, read_fd):
@@ -216,7 +228,7 @@ def _start_in_user_namespace(spec, stdio, kill_with_parent):
     was_subreaper = syscalls.get_child_subreaper()
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     try:
-        intermediate = os.fork()
+        intermediate = fork_with_interrupts_blocked()
         if intermediate == 0:
             _run_intermediate(spec, stdio, kill_with_parent, handshake, (error_read, error_write), (pid_read, pid_write),
                               network_handshake, (reaped_read, reaped_write))
@@ -250,7 +262,7 @@ def _start_in_user_namespace(spec, stdio, kill_with_parent):
         else:
             network_handshake.launcher_side()
             network_handshake.close()
-    error = receive_error(error_read)
+    error = _receive_start_error(error_read, pid)
     if error is not None:
         if pid:
             os.waitpid(pid, 0)
@@ -270,6 +282,9 @@ def _run_intermediate(spec, stdio, kill_with_parent, handshake, error_pipe, pid_
     reaped_read, reaped_write = reaped_pipe
     exit_code = 0
     try:
+        # The fork blocked the interrupt signals. Unblocked, Ctrl-C ends the
+        # intermediate with KeyboardInterrupt, as it ends the launcher.
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
         os.close(pid_read)
         os.close(reaped_write)
         handshake.enter()
@@ -280,7 +295,7 @@ def _run_intermediate(spec, stdio, kill_with_parent, handshake, error_pipe, pid_
         # PR_SET_PDEATHSIG. An exiting process closes its files before it
         # reparents its children, and the kernel sends the death signal on
         # that reparenting, so EOF on a pipe of the intermediate's is too early.
-        pid = os.fork()
+        pid = fork_with_interrupts_blocked()
         if pid == 0:
             os.close(pid_write)
             os.read(reaped_read, 1)

@@ -15,6 +15,7 @@ import stat
 
 from layerlab.engine.errors import ContainerError
 from layerlab.engine.runtime import capabilities, cgroups, rootfs, syscalls
+from layerlab.engine.runtime.forking import discard_interrupts
 from layerlab.engine.runtime.users import resolve_user, user_env
 from layerlab.engine.runtime.userns import setgroups_allowed
 
@@ -122,7 +123,9 @@ def _detach_from_launcher(kill_with_parent):
     # signals ignored, so restore the defaults that programs expect.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # The launcher forked with the interrupt signals blocked, and any that its
+    # process group received since then were meant for the launcher.
+    discard_interrupts()
 
     if kill_with_parent:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
