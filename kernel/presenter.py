@@ -2,7 +2,9 @@
 
 Text goes to the cell's stdout and stderr streams as it comes, so a build's
 progress is live. Views become widgets, each displayed once in its final
-form, because nbval compares the first display of an output.
+form, because nbval compares the first display of an output. The one live
+widget, a pull's or push's progress, is displayed with no text for nbval to
+compare (see `transfer_widget`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from IPython.display import display
 
 from layerlab.engine.build import events
 from layerlab.engine.cli.presenter import build_event_text
+from layerlab.engine.registry.progress import LayerProgress, TransferDone, plain_text
 from layerlab.engine.views import BuildSummary, StepRecord
 from layerlab.kernel.stdio import container_pipes
+from layerlab.kernel.transfer_widget import TransferWidget
 from layerlab.kernel.widgets import widget_for
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,10 @@ class NotebookPresenter:
         # The build widget waits until the command ends or shows another
         # view, because the engine may still show its own BuildSummary.
         self.pending_summary: BuildSummary | None = None
+
+        # The live widget of the pull or push in progress, if any.
+        self.transfer: TransferWidget | None = None
+        self.transfer_displayed = False
 
     def write(self, text: str) -> None:
         sys.stdout.write(text)
@@ -64,6 +72,25 @@ class NotebookPresenter:
         if handler is not None:
             handler(self, event)
 
+    def transfer_event(self, event) -> None:
+        """Stream a pull or push event's status lines and draw it in the transfer's live widget."""
+        if self.transfer is None:
+            self.transfer = TransferWidget()
+            self.transfer_displayed = False
+
+        # The widget appears with the first layer, below the transfer's first line.
+        if not self.transfer_displayed and isinstance(event, LayerProgress):
+            sys.stdout.flush()
+            display(self.transfer.widget_view_bundle(), raw=True)
+            self.transfer_displayed = True
+
+        text = plain_text(event)
+        if text:
+            self.write(text)
+        self.transfer.handle(event)
+        if isinstance(event, TransferDone):
+            self.transfer = None
+
     def build_finished(self, result) -> None:
         """Display the build widget, then the built image's layer stack; the CLI calls this after a build."""
         self.flush_build()
@@ -81,6 +108,7 @@ class NotebookPresenter:
     def close(self) -> None:
         """Display what is still pending; the magics call this after every command."""
         self.flush_build()
+        self.transfer = None
         sys.stdout.flush()
         sys.stderr.flush()
 

@@ -84,7 +84,7 @@ class ByteProgress:
     """Sends `LayerProgress` byte counts of one layer, at most one per `interval` seconds.
 
     The first count and the count that reaches `total` are always sent, so
-    a presenter sees every layer start and end even when it is fast.
+    a presenter receives the start and end of every layer, however fast.
     """
 
     def __init__(self, send: Callable[[TransferEvent], None], layer: str, action: str, total: int | None,
