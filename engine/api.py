@@ -62,8 +62,12 @@ class Engine:
         return ImagesView(rows, quiet=quiet, no_trunc=no_trunc)
 
     def tag(self, source: str, target: str) -> None:
+        reference = Reference.parse(target)
+        if reference.digest:
+            # A digest names one manifest, which a tag cannot change, so Docker rejects this too.
+            raise InvalidArgumentError(f"refusing to create a tag with a digest reference: {target}")
         image = self.image(source)
-        self.images.tag(image, Reference.parse(target), parent=self.images.parent_of(image.id))
+        self.images.tag(image, reference, parent=self.images.parent_of(image.id))
 
     def remove_image(self, name: str, *, force: bool = False) -> list[str]:
         """Untag `name`, and delete the image when no other name points at it; return Docker's lines."""
@@ -128,7 +132,7 @@ class Engine:
         return {
             "Id": image.id,
             "RepoTags": [ref.familiar for ref in references],
-            "RepoDigests": [],
+            "RepoDigests": [_familiar_digest(entry) for entry in self.images.repo_digests(image.id)],
             "Parent": self.images.parent_of(image.id) or "",
             "Comment": (image.history[-1].get("comment", "") if image.history else ""),
             "Created": image.created,
@@ -283,6 +287,12 @@ class Engine:
         if created:
             return parse_rfc3339(created)
         return datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
+
+
+def _familiar_digest(entry: str) -> str:
+    """Return a recorded `name@digest` as Docker prints it: `busybox@sha256:...`."""
+    name, _, digest = entry.partition("@")
+    return f"{_familiar_or_self(name)}@{digest}"
 
 
 def _familiar_or_self(repository: str) -> str:

@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 
 SCRATCH = "scratch"
 
+# The `name@digest` references that registries gave this image's manifest at pull or push, comma-separated.
+# Docker shows them as RepoDigests. The local manifest differs from the registry's, because layers are stored
+# uncompressed here.
+ANNOTATION_REPO_DIGESTS = "dev.layerlab.repo.digests"
+
 
 @dataclass
 class ImageEntry:
@@ -69,11 +74,14 @@ class ImageIndex:
             return self._find_by_id_prefix(bare, descriptors)
 
         try:
-            expected_name = str(Reference.parse(name))
+            reference = Reference.parse(name)
         except InvalidArgumentError:
             if _is_hex_prefix(name):
                 return self._find_by_id_prefix(bare, descriptors)
             raise
+        if reference.digest:
+            return _find_by_digest(reference, descriptors)
+        expected_name = str(reference)
         for descriptor in descriptors:
             if descriptor.annotations.get(ANNOTATION_REF_NAME) == expected_name:
                 return descriptor
@@ -90,6 +98,33 @@ class ImageIndex:
         if len(matches) > 1:
             raise ConflictError(f"image ID prefix {prefix!r} matches {len(matches)} images: give more digits")
         return next(iter(matches.values()), None)
+
+    def repo_digests(self, image_id: str) -> list[str]:
+        """Return the `name@digest` references that registries gave the image, in the order they were recorded."""
+        found: list[str] = []
+        for descriptor in self.store.descriptors():
+            if descriptor.annotations.get(ANNOTATION_IMAGE_ID) == image_id:
+                for entry in _repo_digests(descriptor):
+                    if entry not in found:
+                        found.append(entry)
+        return found
+
+    def add_repo_digest(self, image_id: str, reference: Reference, digest: str) -> None:
+        """Record that the registry of `reference` stores the image's manifest as `digest`.
+
+        A repository has one digest per image, so an older digest of the
+        same repository is replaced.
+        """
+        entry = f"{reference.name}@{digest}"
+
+        def change(descriptors: list[Descriptor]) -> None:
+            for descriptor in descriptors:
+                if descriptor.annotations.get(ANNOTATION_IMAGE_ID) != image_id or not _is_listed(descriptor):
+                    continue
+                kept = [old for old in _repo_digests(descriptor) if old.partition("@")[0] != reference.name]
+                descriptor.annotations[ANNOTATION_REPO_DIGESTS] = ",".join(kept + [entry])
+
+        self.store.update_index(change)
 
     def references_to(self, image_id: str) -> list[Reference]:
         return [entry.reference for entry in self.entries() if entry.image_id == image_id and entry.reference]
@@ -114,6 +149,10 @@ class ImageIndex:
         descriptor.annotations[ANNOTATION_REF_NAME] = expected_name
 
         def change(descriptors: list[Descriptor]) -> list[Descriptor]:
+            # A new name keeps the digests that registries gave the image under its other names.
+            recorded = [d for d in descriptors if d.annotations.get(ANNOTATION_IMAGE_ID) == image.id and _repo_digests(d)]
+            if recorded:
+                descriptor.annotations[ANNOTATION_REPO_DIGESTS] = recorded[-1].annotations[ANNOTATION_REPO_DIGESTS]
             remaining = []
             replaced = None
             for entry in descriptors:
@@ -231,6 +270,25 @@ def _untagged_if_orphaned(old: Descriptor, remaining: list[Descriptor]) -> list[
     annotations = {k: v for k, v in old.annotations.items() if k != ANNOTATION_REF_NAME}
     annotations[ANNOTATION_UNTAGGED] = "true"
     return [Descriptor(old.media_type, old.digest, old.size, annotations)]
+
+
+def _repo_digests(descriptor: Descriptor) -> list[str]:
+    text = descriptor.annotations.get(ANNOTATION_REPO_DIGESTS, "")
+    return [entry for entry in text.split(",") if entry]
+
+
+def _find_by_digest(reference: Reference, descriptors: list[Descriptor]) -> Descriptor | None:
+    """Find the image that `name@digest` names: its local manifest digest, or a digest a registry gave it for name."""
+    pinned = f"{reference.name}@{reference.digest}"
+    for descriptor in descriptors:
+        if not _is_listed(descriptor):
+            continue
+        if pinned in _repo_digests(descriptor):
+            return descriptor
+        ref_name = descriptor.annotations.get(ANNOTATION_REF_NAME)
+        if descriptor.digest == reference.digest and ref_name and Reference.parse(ref_name).name == reference.name:
+            return descriptor
+    return None
 
 
 def _is_hex_prefix(text: str) -> bool:

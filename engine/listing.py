@@ -168,10 +168,21 @@ def image_rows(engine, *, filters: dict[str, list[str]], all: bool = False, no_t
             "SharedSize": "N/A",
             "UniqueSize": "N/A",
             "Containers": "N/A",
-            "Digest": "<none>",
+            "Digest": _repository_digest(engine, entry),
         })
     rows.sort(key=lambda row: row["Created"], reverse=True)
     return rows
+
+
+def _repository_digest(engine, entry) -> str:
+    """Return the digest a registry gave the image under the row's repository, or `<none>` as Docker prints."""
+    if entry.reference is None:
+        return "<none>"
+    for recorded in engine.images.repo_digests(entry.image_id):
+        name, _, digest = recorded.partition("@")
+        if name == entry.reference.name:
+            return digest
+    return "<none>"
 
 
 def _intermediate_entries(engine, listed_ids: set[str]):

@@ -21,6 +21,7 @@ class ImageRow:
     image_id: str
     created: datetime.datetime
     size: int
+    digest: str = "<none>"  # the manifest digest a registry gave at pull or push
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ImagesView:
     rows: list[ImageRow]
     quiet: bool = False
     no_trunc: bool = False
+    digests: bool = False  # `images --digests`: add the DIGEST column after TAG
 
     def text(self) -> str:
         if self.quiet:
@@ -37,12 +39,17 @@ class ImagesView:
                 if image_id not in ids:
                     ids.append(image_id)
             return "".join(f"{image_id}\n" for image_id in ids)
+        headers = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
         body = [
             [row.repository, row.tag, row.image_id if self.no_trunc else short_id(row.image_id),
              time_ago(row.created), human_size(row.size)]
             for row in self.rows
         ]
-        return table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], body)
+        if self.digests:
+            headers.insert(2, "DIGEST")
+            for cells, row in zip(body, self.rows):
+                cells.insert(2, row.digest)
+        return table(headers, body)
 
 
 @dataclass

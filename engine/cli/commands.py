@@ -239,7 +239,12 @@ def _inspect_one(engine: Engine, name: str, kind: str | None) -> dict:
 
 
 def tag(options, presenter) -> int:
-    _engine().tag(options.source, options.target)
+    try:
+        _engine().tag(options.source, options.target)
+    except LayerlabError as error:
+        # Docker's daemon checks the names, so its CLI prints the error as the daemon's and exits with 1.
+        presenter.error(f"Error response from daemon: {error}\n")
+        return 1
     return 0
 
 

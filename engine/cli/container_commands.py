@@ -288,9 +288,10 @@ def images(options, presenter) -> int:
     if options.format and not options.quiet:
         presenter.write(formatting.format_rows(options.format, rows, listing.IMAGES_HEADERS))
         return 0
-    view_rows = [ImageRow(row["Repository"], row["Tag"], row["FullID"], row["Created"], row["SizeBytes"])
+    view_rows = [ImageRow(row["Repository"], row["Tag"], row["FullID"], row["Created"], row["SizeBytes"],
+                          row["Digest"])
                  for row in rows]
-    presenter.show(ImagesView(view_rows, quiet=options.quiet, no_trunc=options.no_trunc))
+    presenter.show(ImagesView(view_rows, quiet=options.quiet, no_trunc=options.no_trunc, digests=options.digests))
     return 0
 
 

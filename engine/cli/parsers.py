@@ -123,6 +123,8 @@ def _add_images_flags(p):
     p.add_argument("-q", "--quiet", action="store_true", help="print only image IDs")
     p.add_argument("--no-trunc", action="store_true", help="do not shorten IDs")
     p.add_argument("-a", "--all", action="store_true", help="also show intermediate images (the build cache's steps)")
+    p.add_argument("--digests", action="store_true",
+                   help="show the manifest digest that a registry gave each image at pull or push")
     p.add_argument("-f", "--filter", action="append", default=[],
                    help="dangling=true|false, reference=PATTERN or label=KEY[=VALUE]; repeat to combine")
     container_parsers.add_format(p, "images")

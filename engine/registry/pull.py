@@ -119,8 +119,8 @@ def _pull(engine, client, reference: Reference, requested: Platform, explicit_pl
         layers.append(_pull_layer(engine, client, reference, descriptor, check_digest(diff_id), blob_info, say))
 
     image = commit_image(engine.store, config_bytes, config_digest, layers)
-    # TODO: record top.digest so that `inspect` can show RepoDigests; only the pull output shows it now.
     engine.images.tag(image, reference)
+    engine.images.add_repo_digest(image.id, reference, top.digest)
     if already:
         status = f"Status: Image is up to date for {reference.familiar}"
     else:

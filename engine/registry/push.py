@@ -121,6 +121,7 @@ class _Uploader:
             raise RegistryError(f"{self.reference.registry} stored the manifest as {answered}, not {digest}")
         self.say(TransferDone((f"{self.reference.tag}: digest: {digest} size: {len(data)}",)))
         log.info("pushed %s as %s", self.reference, digest)
+        self.engine.images.add_repo_digest(image.id, self.reference, digest)
         return PushResult(self.reference, digest, len(data))
 
     # Layers

@@ -148,3 +148,36 @@ def test_images_filter_repository(engine):
     rows = engine.list_images(repository="other").rows
 
     assert [(row.repository, row.tag) for row in rows] == [("other", "1")]
+
+
+def test_tag_rejects_digest_reference(engine):
+    from layerlab.engine.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="refusing to create a tag with a digest reference"):
+        engine.tag("busybox", "busybox@sha256:" + "a" * 64)
+
+    assert engine.images.find_descriptor("busybox@sha256:" + "a" * 64) is None
+
+
+def test_digest_lookup_needs_matching_manifest(engine):
+    image = engine.image("busybox")
+
+    assert engine.image(f"busybox@{image.manifest_digest}").id == image.id
+    assert engine.images.find_descriptor(f"other@{image.manifest_digest}") is None
+    assert engine.images.find_descriptor("busybox@sha256:" + "b" * 64) is None
+
+
+def test_images_digests_column_without_registry(cli, engine):
+    result = cli("images", "--digests")
+
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()[:2]
+    assert header.split()[:3] == ["REPOSITORY", "TAG", "DIGEST"]
+    assert row.split()[:3] == ["busybox", "latest", "<none>"]
+
+
+def test_cli_tag_digest_exits_one(cli, engine):
+    result = cli("tag", "busybox", "busybox@sha256:" + "a" * 64)
+
+    assert result.returncode == 1
+    assert "Error response from daemon: refusing to create a tag with a digest reference" in result.stderr

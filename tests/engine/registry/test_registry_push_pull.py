@@ -185,3 +185,24 @@ def test_search_lists_catalog(cli, engine, busybox, registry):
 def test_registry_answers_only_on_loopback(registry):
     with urllib.request.urlopen(f"http://{registry.host}/v2/", timeout=10) as response:
         assert response.status == 200
+
+
+def test_pull_records_repo_digest(cli, busybox_rootfs_tar, registry, store_root, docker_config):
+    engine = Engine(str(store_root))
+    image = import_busybox(engine, busybox_rootfs_tar, label="repo-digest")
+    name = f"{registry.host}/lab/digests:1"
+    engine.tag(image.id, name)
+    pushed = push(engine, name)
+    assert cli("rmi", name).returncode == 0
+    assert cli("rmi", "busybox").returncode == 0
+
+    pulled = cli("pull", name)
+    document = json.loads(cli("inspect", name).stdout)[0]
+    listing = cli("images", "--digests").stdout.splitlines()
+    by_digest = cli("run", "--rm", f"{registry.host}/lab/digests@{pushed.manifest_digest}", "echo", "pinned")
+
+    assert pulled.returncode == 0, pulled.stderr
+    assert document["RepoDigests"] == [f"{registry.host}/lab/digests@{pushed.manifest_digest}"]
+    assert listing[0].split()[:3] == ["REPOSITORY", "TAG", "DIGEST"]
+    assert listing[1].split()[:3] == [f"{registry.host}/lab/digests", "1", pushed.manifest_digest]
+    assert by_digest.stdout == "pinned\n", by_digest.stderr
