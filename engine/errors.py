@@ -31,6 +31,9 @@ class ConflictError(LayerlabError):
 class DockerfileError(InvalidArgumentError):
     """A Dockerfile that cannot be parsed or built, located at a line."""
 
+    # A failed build exits with 1, as `docker build` does.
+    exit_code = 1
+
     def __init__(self, message, *, path="Dockerfile", line=None, instruction=None):
         self.path = path
         self.line = line
@@ -47,6 +50,8 @@ class DockerfileError(InvalidArgumentError):
 
 class BuildStepError(LayerlabError):
     """A RUN step that exited with a non-zero status."""
+
+    exit_code = 1
 
     def __init__(self, message, *, step=None, status=None, last_lines=()):
         self.step = step

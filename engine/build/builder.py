@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,13 +27,16 @@ from layerlab.engine.build import records
 from layerlab.engine.build.steps import PREDEFINED_ARGS, plan_step
 from layerlab.engine.dockerfile import parse
 from layerlab.engine.dockerfile.expansion import EXPANDING_KEYWORDS
-from layerlab.engine.errors import DockerfileError, NotFoundError
+from layerlab.engine.errors import DockerfileError, InvalidArgumentError, NotFoundError
 from layerlab.engine.image import Image, ImageDraft, host_architecture, load_image, write_image
 from layerlab.engine.images import SCRATCH
 from layerlab.engine.reference import Reference
 from layerlab.engine.views import BuildSummary, StepRecord
 
 log = logging.getLogger(__name__)
+
+# A `$NAME` or `${NAME...}` reference in an instruction's text.
+_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
 @dataclass
 class BuildResult:
@@ -162,6 +166,9 @@ class BuildRun:
 
     def _base_image(self, from_instruction, built: dict) -> Image | None:
         name = from_instruction.image
+        where = {"path": self.dockerfile_path, "line": from_instruction.line, "instruction": "FROM"}
+        if not name.strip():
+            raise DockerfileError(_blank_base_message(from_instruction.original, self.meta_args), **where)
         if name.lower() in built:
             return built[name.lower()]
         if name == SCRATCH:
@@ -173,9 +180,8 @@ class BuildRun:
 
         try:
             return image_or_pull(self.engine, name, progress=show_pull)
-        except NotFoundError as error:
-            raise DockerfileError(str(error), path=self.dockerfile_path, line=from_instruction.line,
-                                  instruction="FROM") from None
+        except (NotFoundError, InvalidArgumentError) as error:
+            raise DockerfileError(str(error), **where) from None
 
     def _run_onbuild_triggers(self, state: StageState, from_line: int) -> None:
         """Run the base image's ONBUILD triggers right after FROM, as Docker does, each as a step of its own."""
@@ -294,6 +300,17 @@ def _source_date_epoch() -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _blank_base_message(original: str, meta_args: dict[str, str]) -> str:
+    """Explain a FROM whose image name expanded to nothing, naming the ARGs without a value."""
+    names = [name for name in dict.fromkeys(_VARIABLE.findall(original)) if not meta_args.get(name)]
+    if not names:
+        return f"{original.strip()!r} gives an empty image name: name a base image"
+    listed = ", ".join(names)
+    example = names[0]
+    return (f"{original.strip()!r} gives an empty image name because ARG {listed} has no value: give it a "
+            f"default before FROM (ARG {example}=busybox) or pass --build-arg {example}=IMAGE")
+
+
 def _cache_key(parent_id: str, created_by: str, extra: str) -> str:
     material = json.dumps([parent_id, created_by, extra], separators=(",", ":"))
     return "sha256:" + hashlib.sha256(material.encode()).hexdigest()
@@ -305,6 +322,8 @@ def _display(instruction) -> str:
 
 
 def _read_dockerfile(request: BuildRequest, context_root: str) -> tuple[str, str]:
+    if request.dockerfile_text is not None:
+        return "Dockerfile", request.dockerfile_text
     path = request.dockerfile or os.path.join(context_root, "Dockerfile")
     if request.dockerfile and not os.path.isabs(path) and not os.path.exists(path):
         path = os.path.join(context_root, request.dockerfile)
@@ -315,6 +334,9 @@ def _read_dockerfile(request: BuildRequest, context_root: str) -> tuple[str, str
         raise NotFoundError(
             f"Cannot locate specified Dockerfile: {path}: create it, or name another with -f"
         ) from None
+    except IsADirectoryError:
+        raise DockerfileError(f"this is a directory, not a Dockerfile: name the file itself, for example "
+                              f"-f {os.path.join(path, 'Dockerfile')}", path=path) from None
     except UnicodeDecodeError as error:
         raise DockerfileError(f"the Dockerfile is not UTF-8 text ({error.reason} at byte {error.start})",
                               path=path) from None

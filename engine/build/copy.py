@@ -9,11 +9,15 @@ as Debian's `/bin -> usr/bin`) without any path leaving the root.
 from __future__ import annotations
 
 import os
+# Imported before the fork: after chroot the child cannot import it, and runtime.child_errors
+# then sends errors as plain text, so the builder could not tell a missing --chown user by type.
+import pickle  # noqa: F401
 import shutil
 import stat
 from dataclasses import dataclass, field
 
 from layerlab.engine.build import archives
+from layerlab.engine.errors import NotFoundError
 
 COPY_BUFFER = 1 << 20
 
@@ -82,7 +86,7 @@ def _lookup_user(user: str) -> tuple[int, int]:
     for fields in _read_db("/etc/passwd"):
         if fields[0] == user and len(fields) > 3:
             return int(fields[2]), int(fields[3])
-    raise LookupError(f"unable to find user {user}: no matching entries in passwd file")
+    raise NotFoundError(f"unable to find user {user}: no matching entries in passwd file")
 
 
 def _lookup_group(group: str) -> int:
@@ -91,7 +95,7 @@ def _lookup_group(group: str) -> int:
     for fields in _read_db("/etc/group"):
         if fields[0] == group and len(fields) > 2:
             return int(fields[2])
-    raise LookupError(f"unable to find group {group}: no matching entries in group file")
+    raise NotFoundError(f"unable to find group {group}: no matching entries in group file")
 
 
 def _read_db(path: str) -> list[list[str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import tempfile
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from layerlab.engine.build import sources as staged
 from layerlab.engine.build.context import BuildContext, Source
 from layerlab.engine.build.copy import CopyPlan, copy_into_root
 from layerlab.engine.build.layers import Scratch, commit_upper, rootfs_for
-from layerlab.engine.errors import DockerfileError, LayerlabError
+from layerlab.engine.errors import DockerfileError, LayerlabError, NotFoundError
 from layerlab.engine.image import Image
 
 
@@ -30,11 +31,10 @@ class PreparedCopy:
     created_by: str
     staging: str | None = None
     files: dict[str, str] | None = None  # source path -> digest of its type, mode and content
+    where: dict | None = None  # the DockerfileError location: path, line and instruction
 
     def close(self) -> None:
         if self.staging:
-            import shutil
-
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
 
@@ -42,29 +42,29 @@ class PreparedCopy:
 def prepare_copy(run, state, instruction) -> PreparedCopy:
     """Resolve and hash the sources of a COPY or ADD; the caller closes the result."""
     where = {"path": run.dockerfile_path, "line": instruction.line, "instruction": instruction.keyword}
-    staging = None
+    folders: list[str] = []
     try:
-        context, patterns, kind_prefix, staging = _source_context(run, state, instruction, where)
+        context, patterns, kind_prefix = _source_context(run, state, instruction, where, folders)
+        staging = folders[0] if folders else None
         return _plan(run, state, instruction, context.with_excludes(instruction.excludes), patterns, kind_prefix,
                      staging, where)
     except BaseException:
-        if staging:
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)
+        # Also on Ctrl-C, so that no sources-* folder stays behind in the store's tmp/.
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
-def _source_context(run, state, instruction, where):
-    """Return (context, patterns, history prefix, staging folder or None) for the sources."""
+def _source_context(run, state, instruction, where, folders: list[str]):
+    """Return (context, patterns, history prefix) for the sources; staging folders are added to `folders`."""
     if instruction.source_contents:
-        staging = _new_staging(run)
+        staging = _new_staging(run, folders)
         names = staged.write_heredocs(instruction.source_contents, staging, run.source_date_epoch)
-        return BuildContext(staging, use_dockerignore=False), names, "", staging
+        return BuildContext(staging, use_dockerignore=False), names, ""
 
     if instruction.from_stage:
         image = run.stage_image(instruction.from_stage, where)
-        staging = _new_staging(run)
+        staging = _new_staging(run, folders)
         if image is not None:
             scratch = Scratch(run.engine.store.tmp_dir)
             try:
@@ -76,7 +76,7 @@ def _source_context(run, state, instruction, where):
         patterns = [posixpath.normpath("/" + pattern).lstrip("/") or "." for pattern in instruction.sources]
         # The source image's ID keys the cache together with the files' content.
         prefix = (image.id if image else "scratch") + " "
-        return BuildContext(staging, use_dockerignore=False), patterns, prefix, staging
+        return BuildContext(staging, use_dockerignore=False), patterns, prefix
 
     urls = [source for source in instruction.sources if staged.is_url(source)]
     if urls:
@@ -85,17 +85,19 @@ def _source_context(run, state, instruction, where):
         if len(urls) != len(instruction.sources):
             raise DockerfileError("mixing URL and local sources in one ADD is not supported: split the ADD",
                                   **where)
-        staging = _new_staging(run)
+        staging = _new_staging(run, folders)
         names = [staged.download(url, staging, getattr(instruction, "checksum", None), where=where) for url in urls]
-        return BuildContext(staging, use_dockerignore=False), names, "", staging
+        return BuildContext(staging, use_dockerignore=False), names, ""
 
     if getattr(instruction, "checksum", None):
         raise DockerfileError("ADD --checksum applies only to URL sources: remove it or use a URL", **where)
-    return run.context, list(instruction.sources), "", None
+    return run.context, list(instruction.sources), ""
 
 
-def _new_staging(run) -> str:
-    return tempfile.mkdtemp(prefix="sources-", dir=run.engine.store.tmp_dir)
+def _new_staging(run, folders: list[str]) -> str:
+    folder = tempfile.mkdtemp(prefix="sources-", dir=run.engine.store.tmp_dir)
+    folders.append(folder)
+    return folder
 
 
 def _plan(run, state, instruction, context, patterns, prefix, staging, where) -> PreparedCopy:
@@ -125,7 +127,7 @@ def _plan(run, state, instruction, context, patterns, prefix, staging, where) ->
     kind = "multi" if len(sources) > 1 else ("dir" if sources[0].is_dir else "file")
     display_dest = dest + ("/" if instruction.dest.endswith("/") and dest != "/" else "")
     created_by = f"/bin/sh -c #(nop) {instruction.keyword} {kind}:{content_hash} in {display_dest} "
-    return PreparedCopy(plan, context, prefix + content_hash_with_options, created_by, staging, files)
+    return PreparedCopy(plan, context, prefix + content_hash_with_options, created_by, staging, files, where)
 
 
 def _chmod(instruction, where) -> int | None:
@@ -145,8 +147,12 @@ def copy_step(run, state, prepared: PreparedCopy) -> Image:
     scratch = Scratch(run.engine.store.tmp_dir)
     context_fd = os.open(prepared.context.root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        runtime.run_in_rootfs(rootfs_for(run, state.image, scratch),
-                              lambda merged: copy_into_root(context_fd, merged, prepared.plan))
+        try:
+            runtime.run_in_rootfs(rootfs_for(run, state.image, scratch),
+                                  lambda merged: copy_into_root(context_fd, merged, prepared.plan))
+        except NotFoundError as error:
+            # --chown names a user or group that the image's /etc/passwd or /etc/group lacks.
+            raise DockerfileError(str(error), **(prepared.where or {})) from None
         return commit_upper(run, state.draft(), scratch, prepared.created_by)
     finally:
         os.close(context_fd)

@@ -14,7 +14,7 @@ import tempfile
 from layerlab.engine.build import events
 from layerlab.engine.containers import new_container_id
 from layerlab.engine.digest import chain_ids
-from layerlab.engine.errors import BuildStepError, DockerfileError
+from layerlab.engine.errors import BuildStepError, ContainerError, DockerfileError
 from layerlab.engine.image import DEFAULT_PATH, Image
 from layerlab.engine.lifecycle import init_layer, write_etc_files
 from layerlab.engine.rootless import remove_tree, write_layer_as_root
@@ -22,6 +22,8 @@ from layerlab.engine.rootless import remove_tree, write_layer_as_root
 log = logging.getLogger(__name__)
 
 MAX_ERROR_LINES = 10
+# Linux's limit on one argv or environment string: 32 pages (MAX_ARG_STRLEN in include/uapi/linux/binfmts.h).
+MAX_ARG_STRLEN = 32 * os.sysconf("SC_PAGE_SIZE")
 READ_BUFFER = 1 << 16
 
 
@@ -75,8 +77,13 @@ def run_step(run, state, command: list[str], build_args: dict[str, str], created
     settings = state.settings()
     env = _process_env(settings.get("Env") or [f"PATH={DEFAULT_PATH}"], build_args)
     workdir = settings.get("WorkingDir") or "/"
-    scratch = Scratch(run.engine.store.tmp_dir)
+    _check_argument_size(command, env, where or {})
     extra = prepare_mounts(run, list(mounts), workdir, where or {})
+    try:
+        scratch = Scratch(run.engine.store.tmp_dir)
+    except BaseException:
+        extra.close()
+        raise
     try:
         container_id = new_container_id()
         etc_files = write_etc_files(scratch.path, container_id[:12])
@@ -93,6 +100,10 @@ def run_step(run, state, command: list[str], build_args: dict[str, str], created
             attachment = attach_build(run.engine, spec)  # `build --network bridge` or a network name
         try:
             status, tail = _run_container(run, spec)
+        except ContainerError as error:
+            if not str(error).startswith("exec: "):
+                raise
+            raise DockerfileError(_exec_failure(str(error), state, command), **(where or {})) from None
         finally:
             if attachment is not None:
                 attachment.teardown()
@@ -104,6 +115,27 @@ def run_step(run, state, command: list[str], build_args: dict[str, str], created
     finally:
         extra.close()
         scratch.close()
+
+
+def _check_argument_size(command: list[str], env: list[str], where: dict) -> None:
+    """Raise DockerfileError when execve would fail with E2BIG on this command line."""
+    size = sum(len(arg.encode()) + 1 for arg in command)
+    longest = max(len(arg.encode()) for arg in command)
+    total = size + sum(len(entry.encode()) + 1 for entry in env)
+    arg_max = os.sysconf("SC_ARG_MAX")
+    if longest <= MAX_ARG_STRLEN and total <= arg_max:
+        return
+    raise DockerfileError(
+        f"RUN command is {size} bytes, longer than the kernel's argument limit (ARG_MAX is {arg_max} bytes "
+        f"for the command and its environment, and one argument may have at most {MAX_ARG_STRLEN} bytes): "
+        "put the script in a file, COPY it into the image and RUN that file", **where)
+
+
+def _exec_failure(message: str, state, command: list[str]) -> str:
+    if state.image is None or not state.image.layers:
+        return (f"{message}: the image is empty (FROM scratch with no files yet), so it has no {command[0]}: "
+                "COPY the program in first, or start FROM an image that has it")
+    return f"{message}: check that the image contains {command[0]} and that it is executable"
 
 
 def _failure_message(where: dict, command: list[str], status: int) -> str:

@@ -14,6 +14,9 @@ import glob
 import hashlib
 import logging
 import os
+# Imported before the fork: after chroot the child cannot import it, and runtime.child_errors
+# then sends errors as plain text, which loses their type.
+import pickle  # noqa: F401
 import posixpath
 import shutil
 import stat

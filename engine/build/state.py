@@ -22,6 +22,8 @@ class BuildRequest:
     network: str = "host"
     secrets: dict[str, str] = field(default_factory=dict)  # --secret id -> host file path
     cache_from: list[str] = field(default_factory=list)  # --cache-from image references
+    # The Dockerfile's text when it comes from standard input (`-f -` or `build -`), else None.
+    dockerfile_text: str | None = None
 
 
 @dataclass

@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import re
+import sys
+import tempfile
 
 from layerlab.engine.api import Engine
 from layerlab.engine.cli import container_commands, network_commands, transfer_commands, volume_commands
@@ -28,11 +30,36 @@ def bootstrap(options, presenter) -> int:
 
 
 def build(options, presenter) -> int:
+    dockerfile_text = None
+    if options.context == "-" or options.file == "-":
+        if options.context == "-" and options.file not in (None, "-"):
+            raise InvalidArgumentError("`build -` reads the Dockerfile from standard input, so -f cannot name "
+                                       f"another ({options.file}): drop -f, or pass a context folder")
+        dockerfile_text = _read_stdin_dockerfile()
+    if options.context != "-":
+        return _build(options, presenter, options.context, dockerfile_text)
+    # `build -` has no context, so COPY and ADD can only use URLs, stages and heredocs.
+    with tempfile.TemporaryDirectory(prefix="layerlab-empty-context-") as empty:
+        return _build(options, presenter, empty, dockerfile_text)
+
+
+def _read_stdin_dockerfile() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        # TODO: Docker also accepts a tar archive of the context on standard input.
+        raise InvalidArgumentError("standard input is not a UTF-8 Dockerfile: pass a Dockerfile there, or unpack "
+                                   "a tar context into a folder and pass the folder") from None
+
+
+def _build(options, presenter, context: str, dockerfile_text: str | None) -> int:
     from layerlab.engine.build import BuildRequest, Builder
 
     request = BuildRequest(
-        context=options.context,
-        dockerfile=options.file,
+        context=context,
+        dockerfile=None if dockerfile_text is not None else options.file,
+        dockerfile_text=dockerfile_text,
         tags=options.tag,
         no_cache=options.no_cache,
         build_args=_parse_build_args(options.build_arg),
