@@ -179,10 +179,18 @@ def _set_up_network(spec, pid, handshake, read_fd):
             spec.network_setup(pid)
             handshake.release()
         # Otherwise the child failed first, and its error is on read_fd.
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(read_fd)
+    except BaseException as setup_error:
+        kill_and_reap(pid)
+        if isinstance(setup_error, KeyboardInterrupt):
+            os.close(read_fd)
+            raise
+        # A child that failed after `ready` (an unknown user, a bad working
+        # directory) closed its end of the handshake, so the setup or the
+        # release fails too, often with EPIPE. The child's error is the cause.
+        child_error = receive_error(read_fd)
+        if child_error is not None:
+            log.info("container %s failed to start: %s", spec.id, child_error)
+            raise child_error from None
         raise
     finally:
         handshake.close()
