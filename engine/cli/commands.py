@@ -266,6 +266,12 @@ def _inspect_one(engine: Engine, name: str, kind: str | None) -> dict:
 
 
 def tag(options, presenter) -> int:
+    from layerlab.engine.reference import Reference
+
+    # Docker's CLI rejects a digest target itself, so this message has no daemon prefix.
+    if Reference.parse(options.target).digest:
+        presenter.error(f"refusing to create a tag with a digest reference: {options.target}\n")
+        return 1
     try:
         _engine().tag(options.source, options.target)
     except LayerlabError as error:

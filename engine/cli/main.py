@@ -8,9 +8,13 @@ and the notebook in the kernel.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from layerlab.engine.cli import parsers
 from layerlab.engine.cli.presenter import TerminalPresenter
@@ -24,6 +28,10 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
     presenter = presenter or TerminalPresenter()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = parsers.build_parser()
+    unknown = _unknown_command(parser, argv)
+    if unknown is not None:
+        presenter.error(_unknown_command_message(parser, unknown))
+        return 1
 
     try:
         options = parser.parse_args(argv)
@@ -42,11 +50,17 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
     from layerlab.engine.cli import commands
 
     handler = commands.HANDLERS[options.handler]
+    # Only the command-line program owns its process's signals; the kernel passes a presenter of its own.
+    catch_stop_signals = options.handler in STOP_SIGNAL_COMMANDS and isinstance(presenter, TerminalPresenter)
     try:
-        return handler(options, presenter) or 0
+        with _stop_signals_as_interrupts(catch_stop_signals):
+            return handler(options, presenter) or 0
     except LayerlabError as error:
         presenter.error(f"layerlab: {error}\n")
         return error.exit_code
+    except StopSignal as stop:
+        presenter.error(f"layerlab: stopped by {signal.Signals(stop.number).name}\n")
+        return 128 + stop.number
     except KeyboardInterrupt:
         presenter.error("layerlab: interrupted\n")
         return 130
@@ -54,6 +68,60 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
         log.debug("command failed", exc_info=True)
         presenter.error(f"layerlab: {error}\n")
         return 125
+
+
+def _unknown_command(parser, argv: list[str]) -> str | None:
+    """Return the first word of `argv` when it is no command; global options such as --debug come before it."""
+    for word in argv:
+        if word.startswith("-"):
+            if word in ("-h", "--help"):
+                return None
+            continue
+        return None if word in parsers.command_names(parser) else word
+    return None
+
+
+def _unknown_command_message(parser, word: str) -> str:
+    # Docker prints the first and last lines; the suggestion is layerlab's own.
+    message = f"layerlab: '{word}' is not a layerlab command.\n"
+    nearest = difflib.get_close_matches(word, parsers.command_names(parser), n=1)
+    if nearest:
+        message += f"Did you mean '{nearest[0]}'?\n"
+    return message + "See 'layerlab --help'\n"
+
+
+# Foreground commands that stop on SIGTERM and SIGHUP as on Ctrl-C: they kill
+# their container, tear down its network and honour `run --rm`.
+STOP_SIGNAL_COMMANDS = {"run", "build"}
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised as an interrupt so that the clean-up of Ctrl-C runs."""
+
+    def __init__(self, number: int):
+        super().__init__(number)
+        self.number = number
+
+
+@contextlib.contextmanager
+def _stop_signals_as_interrupts(enabled: bool):
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_stop(number, frame):
+        # A second signal must not cut the clean-up short.
+        for ignored in STOP_SIGNALS:
+            signal.signal(ignored, signal.SIG_IGN)
+        raise StopSignal(number)
+
+    previous = {number: signal.signal(number, raise_stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _configure_logging(debug: bool) -> None:

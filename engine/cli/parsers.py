@@ -7,6 +7,10 @@ import argparse
 from layerlab.engine.cli import container_parsers, network_commands, transfer_commands, volume_commands
 
 
+# argparse would print the command as `image ...`, which reads as required.
+RUN_USAGE = "{command} [OPTIONS] IMAGE [COMMAND] [ARG...]"
+
+
 class UsageError(Exception):
     """A command line that does not parse."""
 
@@ -32,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     _image_group(sub)
     _container_group(sub)
     return parser
+
+
+def command_names(parser: argparse.ArgumentParser) -> list[str]:
+    """Return the names of the top-level commands, aliases included."""
+    for action in parser._subparsers._group_actions:
+        return list(action.choices)
+    return []
 
 
 def _command(sub, name, handler, help_text, add_help=True):
@@ -103,12 +114,14 @@ def _add_run_flags(p):
     p.add_argument("--stop-signal", default="", help="signal that stops the container (default: SIGTERM)")
     p.add_argument("--stop-timeout", type=int, default=None, help="seconds to wait before killing the container on stop")
     p.add_argument("image", help="the image to run")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
+                   help="command and arguments (default: the image's CMD)")
 
 
 def _run(sub):
     # -h is --hostname, as in docker run, so help is --help only.
     p = _command(sub, "run", "run", "Create and run a new container from an image", add_help=False)
+    p.usage = RUN_USAGE.format(command="layerlab run")
     p.add_argument("--help", action="help", help="show this help")
     _add_run_flags(p)
 
@@ -315,7 +328,8 @@ def _container_group(sub):
     commit = group.add_parser("commit", help="create an image from a container")
     commit.set_defaults(handler="commit")
     _add_commit_flags(commit)
-    run = group.add_parser("run", help="run a container", add_help=False)
+    run = group.add_parser("run", help="run a container", add_help=False,
+                           usage=RUN_USAGE.format(command="layerlab container run"))
     run.set_defaults(handler="run")
     run.add_argument("--help", action="help", help="show this help")
     _add_run_flags(run)

@@ -107,9 +107,28 @@ def test_usage_error(store_root, cli):
 def test_unknown_command(store_root, cli):
     result = cli("frobnicate")
 
-    assert result.returncode == 125
-    assert "frobnicate" in result.stderr
-    assert "Traceback" not in result.stderr
+    # Docker exits with 1 here, not with its usage status 125.
+    assert result.returncode == 1
+    assert result.stderr == "layerlab: 'frobnicate' is not a layerlab command.\nSee 'layerlab --help'\n"
+
+
+def test_mistyped_command_suggests_nearest(store_root, cli):
+    result = cli("--debug", "imagess")
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "layerlab: 'imagess' is not a layerlab command.",
+        "Did you mean 'images'?",
+        "See 'layerlab --help'",
+    ]
+    assert result.stdout == ""
+
+
+def test_run_usage_optional_command(store_root, cli):
+    result = cli("run", "--help")
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: layerlab run [OPTIONS] IMAGE [COMMAND] [ARG...]\n")
 
 
 def test_help_exit_zero(store_root, cli):
