@@ -28,6 +28,16 @@ class TemplateError(InvalidArgumentError):
     """A `--format` template that does not parse or cannot be executed."""
 
 
+class TemplateParseError(TemplateError):
+    """A `--format` template that does not parse, with Go's message: `template: :LINE: unclosed action`."""
+
+    exit_code = 64  # the docker CLI's status for a template that does not parse
+
+    def __init__(self, source: str, position: int, detail: str):
+        line = source.count("\n", 0, position) + 1
+        super().__init__(f"template: :{line}: {detail}")
+
+
 @dataclass
 class _Node:
     kind: str  # "text", "expr", "if", "range", "with"
@@ -202,6 +212,7 @@ def _parse(source: str) -> list[_Node]:
 
     for match in _ACTION.finditer(source):
         text = source[position:match.start()]
+        _check_no_open_action(source, position, text)
         if trim_next:
             text = text.lstrip()
         if match.group(1):
@@ -216,31 +227,62 @@ def _parse(source: str) -> list[_Node]:
         if action.startswith("/*"):
             continue
         if keyword in ("if", "range", "with"):
-            node = _Node(keyword, pipeline=_tokenize(rest, source))
+            if not rest.strip():
+                raise TemplateParseError(source, match.start(), f"missing value for {keyword}")
+            node = _Node(keyword, pipeline=_checked_pipeline(rest, source, match.start()))
             current.append(node)
             stack.append((node, current))
             current = node.body
         elif keyword == "else":
             if not stack or current is stack[-1][0].orelse:
-                raise TemplateError(f"template {source!r}: unexpected {{{{else}}}}")
+                raise TemplateParseError(source, match.start(), "unexpected {{else}}")
             current = stack[-1][0].orelse
         elif keyword == "end":
             if not stack:
-                raise TemplateError(f"template {source!r}: unexpected {{{{end}}}}")
+                raise TemplateParseError(source, match.start(), "unexpected {{end}}")
             _, current = stack.pop()
         elif not action:
-            raise TemplateError(f"template {source!r}: missing value for command")
+            raise TemplateParseError(source, match.start(), "missing value for command")
         else:
-            current.append(_Node("expr", pipeline=_tokenize(action, source)))
+            current.append(_Node("expr", pipeline=_checked_pipeline(action, source, match.start())))
 
+    _check_no_open_action(source, position, source[position:])
     if stack:
-        raise TemplateError(f"template {source!r}: unexpected EOF: a {{{{{stack[-1][0].kind}}}}} has no {{{{end}}}}")
+        # Go names no action here; the {{if}}, {{range}} or {{with}} without its {{end}} is the cause.
+        raise TemplateParseError(source, len(source), "unexpected EOF")
     text = source[position:]
     if trim_next:
         text = text.lstrip()
     if text:
         root.append(_Node("text", text))
     return root
+
+
+def _check_no_open_action(source: str, offset: int, text: str) -> None:
+    """Raise Go's parse error for a `{{` in `text` (source[offset:]) that no `}}` closes."""
+    start = text.find("{{")
+    if start < 0:
+        return
+    inside = text[start + 2:]
+    brace = inside.find("}")
+    if brace >= 0:
+        # A lone `}` ends no action, so Go's lexer reports it as a bad character.
+        raise TemplateParseError(source, offset + start, "bad character U+007D '}'")
+    raise TemplateParseError(source, offset + start, "unclosed action")
+
+
+def _checked_pipeline(text: str, source: str, position: int) -> list[list[str]]:
+    """Tokenize an action and reject a call of a function that does not exist, as Go's parser does."""
+    commands = _tokenize(text, source)
+    for command in commands:
+        for word in command:
+            if _is_identifier(word) and word not in FUNCTIONS and word not in ("true", "false", "nil"):
+                raise TemplateParseError(source, position, f'function "{word}" not defined')
+    return commands
+
+
+def _is_identifier(word: str) -> bool:
+    return word[0].isalpha() or word[0] == "_"
 
 
 def unescape(template: str) -> str:

@@ -327,9 +327,18 @@ def inspect(options, presenter) -> int:
         documents.append(document)
 
     if options.format:
-        template = formatting.Template(formatting.unescape(options.format))
+        # The docker CLI prints both kinds of template error with this prefix and no other.
+        try:
+            template = formatting.Template(formatting.unescape(options.format))
+        except formatting.TemplateParseError as error:
+            presenter.error(f"template parsing error: {error}\n")
+            return error.exit_code
         for document in documents:
-            presenter.write(template.render(document) + "\n")
+            try:
+                presenter.write(template.render(document) + "\n")
+            except formatting.TemplateError as error:
+                presenter.error(f"template parsing error: {error}\n")
+                return 1
     else:
         presenter.write(json.dumps(documents, indent=4) + "\n")
     return status

@@ -517,8 +517,25 @@ def test_inspect_templates(busybox, cli):
     assert label == "v\n"
     assert env.endswith("X=1;\n")
     assert condition == "down\n"
-    assert bad.returncode == 125
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("template parsing error: ")
     assert "can't evaluate field Nope" in bad.stderr
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{{.Nope", "template: :1: unclosed action"),
+    ("{{.Id}", "template: :1: bad character U+007D '}'"),
+    ("{{if .Id}}x", "template: :1: unexpected EOF"),
+    ("{{end}}", "template: :1: unexpected {{end}}"),
+    ("{{nofunc .Id}}", 'template: :1: function "nofunc" not defined'),
+    ("x\n{{.Id", "template: :2: unclosed action"),
+])
+def test_inspect_rejects_malformed_template(busybox, cli, template, message):
+    result = cli("inspect", "-f", template, "busybox")
+
+    assert result.returncode == 64
+    assert result.stderr == f"template parsing error: {message}\n"
+    assert result.stdout == ""
 
 
 # the template renderer on its own
