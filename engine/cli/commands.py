@@ -126,6 +126,11 @@ def run(options, presenter) -> int:
         code = getattr(error, "exit_code", 125)
         presenter.error(f"layerlab: {error}\n")
         return code
+    except KeyboardInterrupt:
+        # Ctrl-C, SIGTERM or SIGHUP: run_foreground has killed the container and torn down its network.
+        if options.rm:
+            _remove_with_volumes(engine, record)
+        raise
     if options.rm:
         _remove_with_volumes(engine, record)
     return status
