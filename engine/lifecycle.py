@@ -163,11 +163,16 @@ def default_network() -> str:
 def new_record(engine, image: Image, options: RunOptions) -> ContainerRecord:
     settings = image.settings
     args = process_args(settings, options.command, options.entrypoint)
+    if not args and options.entrypoint == "":
+        raise InvalidArgumentError("No command specified: --entrypoint '' clears the image's ENTRYPOINT and CMD, "
+                                   "so give a command after the image name")
     if not args:
         raise InvalidArgumentError(
-            f"no command specified: image {options.image} has no CMD or ENTRYPOINT, so give one after the image name"
+            f"No command specified: image {options.image} has no CMD or ENTRYPOINT, so give one after the image name"
         )
     from layerlab.engine import run_options, volumes
+
+    run_options.check_workdir_and_hostname(options.workdir, options.hostname)
 
     env = merge_env(settings.get("Env") or [f"PATH={DEFAULT_PATH}"],
                     run_options.read_env_files(options.env_files) + list(options.env))

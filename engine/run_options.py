@@ -74,6 +74,22 @@ def parse_size(text: str, flag: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
+# Linux's HOST_NAME_MAX: sethostname(2) fails with EINVAL for a longer name.
+MAX_HOSTNAME_LENGTH = 64
+
+
+def check_workdir_and_hostname(workdir: str, hostname: str) -> None:
+    """Reject a relative -w and a -h longer than the kernel accepts, before anything is created."""
+    if workdir and not workdir.startswith("/"):
+        # Docker's daemon message, word for word.
+        raise InvalidArgumentError(f"the working directory '{workdir}' is invalid, it needs to be an absolute path.")
+    if len(hostname) > MAX_HOSTNAME_LENGTH:
+        raise InvalidArgumentError(
+            f"invalid hostname {hostname[:20]}... ({len(hostname)} characters): Linux allows at most "
+            f"{MAX_HOSTNAME_LENGTH}; give a shorter -h"
+        )
+
+
 def parse_memory(text: str) -> int:
     if not text:
         return 0

@@ -164,6 +164,15 @@ def _volume(run, state, instruction: ins.VolumeInstruction) -> Step:
 
 
 def _stopsignal(run, state, instruction: ins.StopsignalInstruction) -> Step:
+    from layerlab.engine.control import parse_signal
+    from layerlab.engine.errors import InvalidArgumentError
+
+    # Checked here, after variable expansion, so that `stop` never meets a signal it cannot send.
+    try:
+        parse_signal(instruction.signal)
+    except InvalidArgumentError as error:
+        raise DockerfileError(f"STOPSIGNAL: {error}") from None
+
     def change(draft: ImageDraft) -> None:
         draft.settings["StopSignal"] = instruction.signal
 

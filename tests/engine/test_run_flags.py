@@ -571,3 +571,51 @@ def test_rootless_flags(tester, data_home):
     assert "Seccomp:\t2" in seccomp.stdout
     assert "CapEff:\t0000000000000000" in seccomp.stdout
     assert stdin.stdout == "hi\n"
+
+
+# checks before the container is created
+
+def test_relative_workdir_rejected(busybox, cli):
+    result = cli(*RUN, "-w", "relative", "busybox", "pwd")
+
+    assert result.returncode == 125
+    assert "the working directory 'relative' is invalid, it needs to be an absolute path." in result.stderr
+    assert cli("ps", "-aq").stdout == ""
+
+
+@pytest.mark.parametrize("length, status", [(64, 0), (65, 125), (300, 125)])
+def test_hostname_length_limit(busybox, cli, length, status):
+    result = cli(*RUN, "-h", "a" * length, "busybox", "hostname")
+
+    assert result.returncode == status
+    if status:
+        assert f"invalid hostname aaaaaaaaaaaaaaaaaaaa... ({length} characters)" in result.stderr
+        assert "sethostname" not in result.stderr
+    else:
+        assert result.stdout == "a" * length + "\n"
+
+
+def test_empty_entrypoint_clears_cmd(busybox, cli):
+    result = cli(*RUN, "--entrypoint", "", "busybox")
+    with_command = cli(*RUN, "--entrypoint", "", "busybox", "echo", "given")
+
+    assert result.returncode == 125
+    assert "No command specified: --entrypoint '' clears the image's ENTRYPOINT and CMD" in result.stderr
+    assert "has no CMD" not in result.stderr
+    assert with_command.stdout == "given\n"
+
+
+def test_stop_signal_validated(busybox, cli, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nSTOPSIGNAL NOPE\n")
+
+    flag = cli(*RUN, "--stop-signal", "NOPE", "busybox", "true")
+    build = cli("build", "-t", "badsignal", str(tmp_path))
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nARG SIG=SIGUSR1\nSTOPSIGNAL $SIG\n")
+    good = cli("build", "-t", "goodsignal", str(tmp_path))
+
+    assert flag.returncode == 125
+    assert "Invalid signal: NOPE" in flag.stderr
+    assert build.returncode != 0
+    assert "Invalid signal: NOPE" in build.stderr
+    assert good.returncode == 0, good.stderr
+    assert cli("inspect", "-f", "{{.Config.StopSignal}}", "goodsignal").stdout == "SIGUSR1\n"
