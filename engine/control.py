@@ -87,7 +87,8 @@ def start(engine, record: ContainerRecord) -> int:
     """Run a created or stopped container again on its own writable layer, detached; return its PID."""
     if is_running(engine, record):
         return record.state.pid
-    return monitor.launch(engine, record)
+    # `create --rm` stores AutoRemove, so the container goes once it exits, as after `run --rm`.
+    return monitor.launch(engine, record, remove=bool(record.host_config.get("AutoRemove")))
 
 
 def send_signal(engine, record: ContainerRecord, sig: int) -> None:

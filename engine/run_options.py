@@ -191,6 +191,7 @@ def host_config(options) -> dict:
         or None,
         "NoNewPrivileges": security["no_new_privileges"],
         "Seccomp": security["seccomp"],
+        "AutoRemove": options.remove,
     }
     if options.init:
         config["InitPath"] = init_binary()

@@ -88,29 +88,7 @@ def run(options, presenter) -> int:
     from layerlab.engine import lifecycle
 
     engine = _engine()
-    try:
-        image = engine.images.resolve(options.image)
-    except NotFoundError:
-        # The registry client costs tens of milliseconds to import, so only
-        # an image missing from the store pays for it.
-        from layerlab.engine.registry.pull import image_or_pull
-
-        image = image_or_pull(engine, options.image, progress=presenter.error)
-    run_options = lifecycle.RunOptions(
-        image=options.image,
-        command=options.cmd,
-        name=options.name,
-        remove=options.rm,
-        env=options.env,
-        workdir=options.workdir,
-        user=options.user,
-        entrypoint=options.entrypoint,
-        hostname=options.hostname,
-        network=options.network,
-        publish=options.publish,
-        publish_all=options.publish_all,
-        **_run_flag_values(options),
-    )
+    image, run_options = _image_and_run_options(engine, options, presenter)
     if options.tty and options.interactive and not options.detach and not os.isatty(0):
         presenter.error("the input device is not a TTY\n")
         return 1
@@ -134,6 +112,47 @@ def run(options, presenter) -> int:
     if options.rm:
         _remove_with_volumes(engine, record)
     return status
+
+
+def create(options, presenter) -> int:
+    """Create a container in the Created state from `run`'s flags and print its ID; `start` runs it."""
+    from layerlab.engine import lifecycle
+
+    engine = _engine()
+    image, run_options = _image_and_run_options(engine, options, presenter)
+    record = lifecycle.new_record(engine, image, run_options)
+    presenter.write(record.id + "\n")
+    return 0
+
+
+def _image_and_run_options(engine: Engine, options, presenter):
+    """Return the image of `run` or `create`, pulled if the store lacks it, and the RunOptions of their flags."""
+    from layerlab.engine import lifecycle
+
+    try:
+        image = engine.images.resolve(options.image)
+    except NotFoundError:
+        # The registry client costs tens of milliseconds to import, so only
+        # an image missing from the store pays for it.
+        from layerlab.engine.registry.pull import image_or_pull
+
+        image = image_or_pull(engine, options.image, progress=presenter.error)
+    run_options = lifecycle.RunOptions(
+        image=options.image,
+        command=options.cmd,
+        name=options.name,
+        remove=options.rm,
+        env=options.env,
+        workdir=options.workdir,
+        user=options.user,
+        entrypoint=options.entrypoint,
+        hostname=options.hostname,
+        network=options.network,
+        publish=options.publish,
+        publish_all=options.publish_all,
+        **_run_flag_values(options),
+    )
+    return image, run_options
 
 
 def _run_flag_values(options) -> dict:
@@ -431,6 +450,7 @@ HANDLERS = {
     "bootstrap": bootstrap,
     "build": build,
     "run": run,
+    "create": create,
     "images": images,
     "ps": ps,
     "history": history,

@@ -20,6 +20,24 @@ from layerlab.engine.errors import ConflictError, InvalidArgumentError, Layerlab
 log = logging.getLogger(__name__)
 
 
+def attach(options, presenter) -> int:
+    """Print a running container's output from now on until it exits; return its exit code, as `docker attach`."""
+    from layerlab.engine import control
+
+    engine = Engine()
+    record = engine.container(options.container)
+    if not control.is_running(engine, record):
+        # The docker CLI checks this itself, so the message has no daemon prefix and the status is 1.
+        presenter.error("You cannot attach to a stopped container, start it first\n")
+        return 1
+
+    # Output logged before the attach is not shown, as in Docker.
+    earlier = len(engine.container_logs(record.id))
+    entries = itertools.islice(engine.container_logs(record.id, follow=True), earlier, None)
+    _print_logs(presenter, entries, timestamps=False)
+    return engine.wait_container(record.id)
+
+
 def start(options, presenter) -> int:
     engine = Engine()
     if options.attach and len(options.containers) > 1:
@@ -457,6 +475,7 @@ def _binary_output(presenter) -> int:
 
 
 HANDLERS = {
+    "attach": attach,
     "start": start,
     "stop": stop,
     "kill": kill,

@@ -1,4 +1,4 @@
-"""Argument parsers for the commands on containers: start, stop, kill, restart, wait, logs, exec, top,
+"""Argument parsers for the commands on containers: attach, start, stop, kill, restart, wait, logs, exec, top,
 cp, export, rename, pause, unpause and stats.
 
 `add_commands` adds them both at the top level (`layerlab stop`) and under
@@ -14,7 +14,7 @@ from layerlab.engine.control import DEFAULT_STOP_TIMEOUT
 
 
 def add_commands(sub) -> None:
-    for add in (_start, _stop, _kill, _restart, _wait, _logs, _exec, _top, _cp, _export, _rename, _pause,
+    for add in (_attach, _start, _stop, _kill, _restart, _wait, _logs, _exec, _top, _cp, _export, _rename, _pause,
                 _unpause, _stats):
         add(sub)
 
@@ -42,6 +42,13 @@ def _command(sub, name, help_text, **options):
 
 def _containers(parser):
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _attach(sub):
+    p = _command(sub, "attach", "Attach to a running container's output until it exits")
+    # NOTE: a detached container's stdin is /dev/null, so there is no input to attach to, with or without this flag.
+    p.add_argument("--no-stdin", action="store_true", help="do not attach standard input (never attached here)")
+    p.add_argument("container")
 
 
 def _start(sub):

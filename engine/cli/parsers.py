@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(command=None, handler=None)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
-    for add in (_bootstrap, _build, _run, _images, _ps, _history, _diff, _commit, _inspect,
+    for add in (_bootstrap, _build, _run, _create, _images, _ps, _history, _diff, _commit, _inspect,
                 _tag, _rm, _rmi, _version, _info, _fsck, _system, _builder, _import):
         add(sub)
     container_parsers.add_commands(sub)
@@ -122,6 +122,13 @@ def _run(sub):
     # -h is --hostname, as in docker run, so help is --help only.
     p = _command(sub, "run", "run", "Create and run a new container from an image", add_help=False)
     p.usage = RUN_USAGE.format(command="layerlab run")
+    p.add_argument("--help", action="help", help="show this help")
+    _add_run_flags(p)
+
+
+def _create(sub):
+    p = _command(sub, "create", "create", "Create a new container without starting it", add_help=False)
+    p.usage = RUN_USAGE.format(command="layerlab create")
     p.add_argument("--help", action="help", help="show this help")
     _add_run_flags(p)
 
@@ -328,6 +335,11 @@ def _container_group(sub):
     commit = group.add_parser("commit", help="create an image from a container")
     commit.set_defaults(handler="commit")
     _add_commit_flags(commit)
+    create = group.add_parser("create", help="create a container", add_help=False,
+                              usage=RUN_USAGE.format(command="layerlab container create"))
+    create.set_defaults(handler="create")
+    create.add_argument("--help", action="help", help="show this help")
+    _add_run_flags(create)
     run = group.add_parser("run", help="run a container", add_help=False,
                            usage=RUN_USAGE.format(command="layerlab container run"))
     run.set_defaults(handler="run")

@@ -572,3 +572,47 @@ def test_format_rows_table_alignment():
     text = format_rows(r"table {{.ID}}\t{{.Names}}", rows, {"ID": "CONTAINER ID", "Names": "NAMES"})
 
     assert text == "CONTAINER ID   NAMES\nabc            long-name-here\nd              x\n"
+
+
+# create and attach
+
+def test_create_then_start(busybox, cli):
+    created = cli("create", "--name", "made", "--network", "none", "-e", "WORD=hi", "busybox", "sh", "-c",
+                  "echo $WORD; exit 5")
+    status = cli("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout
+    started = cli("start", "-a", "made")
+
+    assert created.returncode == 0, created.stderr
+    assert len(created.stdout.strip()) == 64
+    assert status == "made Created\n"
+    assert started.stdout == "hi\n"
+    assert started.returncode == 5
+
+
+def test_create_rm_removes_after_start(busybox, cli):
+    cli("create", "--rm", "--name", "once", "--network", "none", "busybox", "true")
+    cli("start", "once")
+    cli("wait", "once")
+
+    assert cli("ps", "-aq").stdout == ""
+
+
+def test_create_rejects_bad_flags(busybox, cli):
+    result = cli("create", "-w", "relative", "busybox")
+
+    assert result.returncode == 125
+    assert "needs to be an absolute path" in result.stderr
+    assert cli("ps", "-aq").stdout == ""
+
+
+def test_attach_follows_output_until_exit(busybox, cli):
+    run_detached(cli, "talker", "echo before; sleep 2; echo after; echo oops >&2; exit 3")
+
+    attached = cli("attach", "talker")
+    again = cli("attach", "talker")
+
+    assert attached.returncode == 3
+    assert attached.stdout == "after\n"
+    assert attached.stderr == "oops\n"
+    assert again.returncode == 1
+    assert again.stderr == "You cannot attach to a stopped container, start it first\n"
