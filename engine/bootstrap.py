@@ -30,7 +30,7 @@ def bootstrap(engine, name: str, *, mirror: str = "http://deb.debian.org/debian"
     repository = reference.familiar_name
     say = progress or (lambda text: None)
 
-    with tempfile.TemporaryDirectory(prefix="bootstrap-", dir=engine.store.tmp_dir) as scratch:
+    with engine.store.gc_shared(), tempfile.TemporaryDirectory(prefix="bootstrap-", dir=engine.store.tmp_dir) as scratch:
         tar_path = os.path.join(scratch, "rootfs.tar")
         if repository == "busybox":
             say("Building busybox from Debian's busybox-static package\n")
@@ -46,8 +46,7 @@ def bootstrap(engine, name: str, *, mirror: str = "http://deb.debian.org/debian"
                 f"cannot bootstrap {name!r}: only busybox and debian:SUITE (such as debian:bookworm) can be made locally"
             )
         image = _import_rootfs(engine, tar_path, built)
-
-    engine.images.tag(image, reference)
+        engine.images.tag(image, reference)
     log.info("bootstrapped %s as %s", reference, image.id)
     return image.id, reference.familiar
 

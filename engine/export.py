@@ -43,20 +43,21 @@ def import_image(engine, source, reference: str | None, *, changes: list[str] = 
     target = Reference.parse(reference) if reference else None
 
     stream = _decompressed(source)
-    with engine.store.blob_writer() as writer:
-        size = _copy_checking_tar(stream, writer)
-        digest = writer.commit()
+    with engine.store.gc_shared():
+        with engine.store.blob_writer() as writer:
+            size = _copy_checking_tar(stream, writer)
+            digest = writer.commit()
 
-    draft = ImageDraft.empty()
-    draft.settings.clear()
-    apply_changes(draft.settings, parsed_changes)
-    draft.add_layer(digest, size)
-    draft.add_history("", empty_layer=False, comment=message or "Imported from -")
-    image = write_image(engine.store, draft)
-    if target is not None:
-        engine.images.tag(image, target)
-    else:
-        engine.images.add_untagged(image)
+        draft = ImageDraft.empty()
+        draft.settings.clear()
+        apply_changes(draft.settings, parsed_changes)
+        draft.add_layer(digest, size)
+        draft.add_history("", empty_layer=False, comment=message or "Imported from -")
+        image = write_image(engine.store, draft)
+        if target is not None:
+            engine.images.tag(image, target)
+        else:
+            engine.images.add_untagged(image)
     log.info("imported %d bytes as image %s", size, image.id)
     return image
 

@@ -309,6 +309,12 @@ def diff(record: ContainerRecord) -> DiffView:
 def commit(engine, record: ContainerRecord, reference: str | None, *, message: str = "", author: str = "",
            changes: list[dict] | None = None) -> Image:
     """Turn the container's upper dir into a layer on top of its image; tag it if asked."""
+    with engine.store.gc_shared():
+        return _commit(engine, record, reference, message=message, author=author, changes=changes)
+
+
+def _commit(engine, record: ContainerRecord, reference: str | None, *, message: str, author: str,
+            changes: list[dict] | None) -> Image:
     base = engine.images.resolve(record.image_id)
     draft = ImageDraft.from_image(base)
 

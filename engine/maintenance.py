@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 
 from layerlab.engine.humanize import human_size
 from layerlab.engine.image import load_image
+from layerlab.engine.listing import tree_size
+from layerlab.engine.rootless import remove_tree
 from layerlab.engine.store import ANNOTATION_IMAGE_ID
 
 log = logging.getLogger(__name__)
@@ -30,8 +34,53 @@ def referenced_blobs(engine) -> set[str]:
     return reached
 
 
-def fsck(engine, *, repair: bool = False) -> list[str]:
-    """Check blobs against their digests and references against blobs; return the problems found."""
+def leftover_paths(engine) -> list[str]:
+    """Return what interrupted writes left: everything in tmp/ and the staging folders of snapshots and containers.
+
+    None of it is in use only while the caller has `Store.gc_exclusive`.
+    """
+    paths = [os.path.join(engine.store.tmp_dir, name) for name in os.listdir(engine.store.tmp_dir)]
+    for folder in (engine.snapshots.root, engine.containers.root):
+        paths += [os.path.join(folder, name) for name in os.listdir(folder) if name.startswith(".")]
+    return paths
+
+
+def leftovers_size(engine) -> int:
+    """Return the bytes in `leftover_paths`."""
+    return sum(tree_size(path) if os.path.isdir(path) else _file_size(path) for path in leftover_paths(engine))
+
+
+def remove_leftovers(engine) -> int:
+    """Delete `leftover_paths` and return the bytes freed. The caller must have `Store.gc_exclusive`."""
+    freed = leftovers_size(engine)
+    for name in os.listdir(engine.store.tmp_dir):
+        path = os.path.join(engine.store.tmp_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            remove_tree(path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    engine.snapshots.remove_partial()
+    engine.containers.remove_partial()
+    return freed
+
+
+def fsck(engine, *, repair: bool = False, on_wait: Callable[[], None] | None = None,
+         on_note: Callable[[str], None] | None = None) -> list[str]:
+    """Check blobs against their digests and references against blobs; return the problems found.
+
+    A repair waits (calling `on_wait` once) until no build, pull or commit
+    is running, since it deletes their temporary files. A plain check
+    counts temporary files only when no such operation is running, and
+    otherwise passes a note about the skipped check to `on_note`.
+    """
+    if repair:
+        with engine.store.gc_exclusive(on_wait):
+            return _fsck(engine, repair=True, on_note=on_note)
+    return _fsck(engine, repair=False, on_note=on_note)
+
+
+def _fsck(engine, *, repair: bool, on_note: Callable[[str], None] | None) -> list[str]:
     problems = []
     store = engine.store
     for digest in store.iter_blobs():
@@ -47,18 +96,17 @@ def fsck(engine, *, repair: bool = False) -> list[str]:
             if repair:
                 store.update_index(lambda ds, bad=descriptor.digest: [d for d in ds if d.digest != bad])
 
-    leftovers = len(os.listdir(store.tmp_dir))
-    if leftovers:
-        problems.append(f"{leftovers} temporary files from interrupted writes in {store.tmp_dir}")
-        if repair:
-            import shutil
-
-            for name in os.listdir(store.tmp_dir):
-                path = os.path.join(store.tmp_dir, name)
-                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
-    if repair:
-        engine.snapshots.remove_partial()
-        engine.containers.remove_partial()
+    # The caller of a repair holds the lock already, and this process passes through it.
+    with store.try_gc_exclusive() as idle:
+        if idle:
+            leftovers = len(os.listdir(store.tmp_dir))
+            if leftovers:
+                problems.append(f"{leftovers} temporary files from interrupted writes in {store.tmp_dir}")
+            if repair:
+                remove_leftovers(engine)
+        elif on_note is not None:
+            on_note(f"temporary files in {store.tmp_dir} not checked because a build, pull, commit or load "
+                    "is in progress: run fsck again when it ends")
 
     from layerlab.engine.control import check_containers
 
@@ -129,6 +177,13 @@ def _descriptor_blobs(engine, descriptor) -> list[str]:
         return [descriptor.digest]
     image = load_image(engine.store, descriptor.digest)
     return [image.id] + [layer.digest for layer in image.layers]
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.lstat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _hash_file(path: str) -> str:

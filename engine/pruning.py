@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from layerlab.engine.humanize import human_size, table
 from layerlab.engine.image import load_image
 from layerlab.engine.listing import tree_size
-from layerlab.engine.maintenance import referenced_blobs
+from layerlab.engine.maintenance import leftovers_size, referenced_blobs, remove_leftovers
 from layerlab.engine.store import ANNOTATION_CACHE_KEY, ANNOTATION_IMAGE_ID, ANNOTATION_REF_NAME, ANNOTATION_UNTAGGED
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,8 @@ def prune_build_cache(engine, report: PruneReport) -> None:
 def collect_garbage(engine) -> int:
     """Delete blobs that index.json no longer reaches and unused snapshots; return the bytes freed.
 
-    NOTE: a build or pull running at the same time in another process may
-    have written blobs that it has not named yet, and loses them here, as
-    with `docker system prune` during a build.
+    The caller holds `Store.gc_exclusive`, so no build, pull or commit has
+    written blobs that it has not named yet.
     """
     reached = referenced_blobs(engine)
     freed = 0
@@ -129,28 +129,39 @@ def container_prune(engine) -> PruneReport:
     return report
 
 
-def image_prune(engine, *, all_images: bool = False) -> PruneReport:
+# Passed to on_wait when a prune waits for the gc lock.
+WAITING_MESSAGE = "waiting for running builds to finish\n"
+
+
+def image_prune(engine, *, all_images: bool = False, on_wait: Callable[[], None] | None = None) -> PruneReport:
     report = PruneReport()
-    prune_images(engine, report, all_images=all_images)
-    report.reclaimed += collect_garbage(engine)
+    with engine.store.gc_exclusive(on_wait):
+        prune_images(engine, report, all_images=all_images)
+        report.reclaimed += collect_garbage(engine)
     return report
 
 
-def builder_prune(engine) -> PruneReport:
+def builder_prune(engine, *, on_wait: Callable[[], None] | None = None) -> PruneReport:
     report = PruneReport()
-    prune_build_cache(engine, report)
-    report.reclaimed += collect_garbage(engine)
+    with engine.store.gc_exclusive(on_wait):
+        prune_build_cache(engine, report)
+        report.reclaimed += collect_garbage(engine)
     return report
 
 
-def system_prune(engine, *, all_images: bool = False) -> PruneReport:
-    """Remove stopped containers, dangling (with all_images, unused) images and the build cache."""
+def system_prune(engine, *, all_images: bool = False, on_wait: Callable[[], None] | None = None) -> PruneReport:
+    """Remove stopped containers, dangling (with all_images, unused) images, the build cache and temporary files.
+
+    Waits (calling `on_wait` once) until no build, pull or commit is running.
+    """
     # TODO: also remove unused networks and print them under "Deleted Networks:", as Docker does.
     report = PruneReport()
-    prune_containers(engine, report)
-    prune_images(engine, report, all_images=all_images)
-    prune_build_cache(engine, report)
-    report.reclaimed += collect_garbage(engine)
+    with engine.store.gc_exclusive(on_wait):
+        prune_containers(engine, report)
+        prune_images(engine, report, all_images=all_images)
+        prune_build_cache(engine, report)
+        report.reclaimed += collect_garbage(engine)
+        report.reclaimed += remove_leftovers(engine)
     return report
 
 
@@ -196,7 +207,14 @@ def disk_usage(engine) -> str:
         ["Local Volumes", "0", "0", "0B", "0B"],
         ["Build Cache", str(len(cache_entries)), "0", human_size(cache_size), human_size(cache_size)],
     ]
-    return table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], rows)
+    text = table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], rows)
+    # Not a Docker row: files that crashed or running writes keep in tmp/, which `system prune` removes.
+    with engine.store.try_gc_exclusive() as idle:
+        leftovers = leftovers_size(engine)
+    if leftovers:
+        state = "left by interrupted writes" if idle else "in use by a running build, pull or commit"
+        text += f"\nTemporary files: {human_size(leftovers)} {state}, in {engine.store.tmp_dir}\n"
+    return text
 
 
 def _reclaimable(size: int, total: int) -> str:

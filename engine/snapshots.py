@@ -40,15 +40,17 @@ class Snapshots:
     def lowerdirs(self, image: Image) -> list[str]:
         """Unpack whatever layers of `image` are missing; return their directories, top layer first."""
         chain = image.chain_ids
-        for chain_id, layer in zip(chain, image.layers):
-            if not self.exists(chain_id):
-                self._unpack(chain_id, layer.digest)
+        # fsck --repair and system prune delete the staging folders of unpacks in progress otherwise.
+        with self.store.gc_shared():
+            for chain_id, layer in zip(chain, image.layers):
+                if not self.exists(chain_id):
+                    self._unpack(chain_id, layer.digest)
         return [self.path(chain_id) for chain_id in reversed(chain)]
 
     def adopt(self, chain_id: str, directory: str) -> None:
         """Move `directory`, a finished upper dir that holds exactly this layer, into place as the snapshot."""
         target = os.path.dirname(self.path(chain_id))
-        with file_lock(self._lock_path(chain_id)):
+        with self.store.gc_shared(), file_lock(self._lock_path(chain_id)):
             if self.exists(chain_id):
                 remove_tree(directory)
                 return

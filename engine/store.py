@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from layerlab.engine.digest import check_digest, hex_part
 from layerlab.engine.errors import InvalidArgumentError, NotFoundError
-from layerlab.engine.locking import file_lock
+from layerlab.engine.locking import exclusive_lock_waiting, file_lock, try_exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,11 @@ ANNOTATION_PARENT = "dev.layerlab.parent"
 ANNOTATION_CREATED = "org.opencontainers.image.created"
 
 COPY_BUFFER = 1 << 20
+
+# The gc.lock paths that this process holds exclusively. flock(2) locks
+# belong to open files, so a shared lock taken on a second descriptor by
+# the process that holds the exclusive one would wait for itself.
+_exclusive_gc_locks: set[str] = set()
 
 
 @dataclass
@@ -74,7 +79,14 @@ class BlobWriter:
 
     def __init__(self, store: Store, *, hashed_by_caller: bool = False):
         self._store = store
-        fd, self._tmp_path = tempfile.mkstemp(prefix="blob-", dir=store.tmp_dir)
+        # Garbage collection must not delete the temporary file while it is written.
+        self._gc_lock = store.gc_shared()
+        self._gc_lock.__enter__()
+        try:
+            fd, self._tmp_path = tempfile.mkstemp(prefix="blob-", dir=store.tmp_dir)
+        except BaseException:
+            self._gc_lock.__exit__(None, None, None)
+            raise
         self._file = os.fdopen(fd, "wb", buffering=COPY_BUFFER)
         # A caller that hashes the stream itself (the layer writer) passes the digest to commit, so a layer is hashed once.
         self._hash = None if hashed_by_caller else hashlib.sha256()
@@ -120,6 +132,7 @@ class BlobWriter:
         if self.digest is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._tmp_path)
+        self._gc_lock.__exit__(None, None, None)
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -200,6 +213,54 @@ class Store:
     def iter_blobs(self) -> Iterator[str]:
         for name in os.listdir(self.blob_dir):
             yield f"sha256:{name}"
+
+    # Garbage collection
+
+    @property
+    def gc_lock_path(self) -> str:
+        return os.path.join(self.lock_dir, "gc.lock")
+
+    @contextlib.contextmanager
+    def gc_shared(self):
+        """Keep garbage collection away while blobs, snapshots or files in tmp/ are made.
+
+        Hold it from the first blob written to the index update that names
+        the last one, because a blob no descriptor reaches yet looks like
+        garbage. A process that holds `gc_exclusive` passes through.
+        """
+        if self.gc_lock_path in _exclusive_gc_locks:
+            yield
+            return
+        with file_lock(self.gc_lock_path, shared=True):
+            yield
+
+    @contextlib.contextmanager
+    def gc_exclusive(self, on_wait: Callable[[], None] | None = None):
+        """Hold the store for garbage collection, waiting for every holder of `gc_shared` to finish.
+
+        Calls `on_wait()` once when the wait takes more than a second.
+        """
+        with exclusive_lock_waiting(self.gc_lock_path, on_wait):
+            _exclusive_gc_locks.add(self.gc_lock_path)
+            try:
+                yield
+            finally:
+                _exclusive_gc_locks.discard(self.gc_lock_path)
+
+    @contextlib.contextmanager
+    def try_gc_exclusive(self):
+        """Yield True while holding the store for garbage collection, or False at once when an operation holds it."""
+        if self.gc_lock_path in _exclusive_gc_locks:
+            yield True
+            return
+        with try_exclusive_lock(self.gc_lock_path) as locked:
+            if locked:
+                _exclusive_gc_locks.add(self.gc_lock_path)
+            try:
+                yield locked
+            finally:
+                if locked:
+                    _exclusive_gc_locks.discard(self.gc_lock_path)
 
     # index.json
 

@@ -52,8 +52,11 @@ class Builder:
         self.engine = engine
 
     def build(self, request: BuildRequest, on_event: Callable | None = None) -> BuildResult:
-        run = BuildRun(self.engine, request, on_event)
-        return run.execute()
+        # A step's blobs are named in index.json only when the step ends, and
+        # its scratch folder lives in tmp/, so prune waits for the build.
+        with self.engine.store.gc_shared():
+            run = BuildRun(self.engine, request, on_event)
+            return run.execute()
 
 
 class BuildRun:

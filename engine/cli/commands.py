@@ -339,8 +339,10 @@ def version(options, presenter) -> int:
 
 def fsck(options, presenter) -> int:
     from layerlab.engine.maintenance import fsck as check_store
+    from layerlab.engine.pruning import WAITING_MESSAGE
 
-    problems = check_store(_engine(), repair=options.repair)
+    problems = check_store(_engine(), repair=options.repair, on_wait=lambda: presenter.error(WAITING_MESSAGE),
+                           on_note=lambda note: presenter.write(note + "\n"))
     for problem in problems:
         presenter.write(problem + "\n")
     if not problems:

@@ -438,7 +438,7 @@ def image_prune(options, presenter) -> int:
     from layerlab.engine import pruning
 
     if _confirmed(options, presenter, "image_all" if options.all else "image"):
-        presenter.write(pruning.image_prune(Engine(), all_images=options.all).text())
+        presenter.write(pruning.image_prune(Engine(), all_images=options.all, on_wait=_waiting(presenter)).text())
     return 0
 
 
@@ -446,7 +446,7 @@ def builder_prune(options, presenter) -> int:
     from layerlab.engine import pruning
 
     if _confirmed(options, presenter, "builder"):
-        presenter.write(pruning.builder_prune(Engine()).text())
+        presenter.write(pruning.builder_prune(Engine(), on_wait=_waiting(presenter)).text())
     return 0
 
 
@@ -454,8 +454,15 @@ def system_prune(options, presenter) -> int:
     from layerlab.engine import pruning
 
     if _confirmed(options, presenter, "system_all" if options.all else "system"):
-        presenter.write(pruning.system_prune(Engine(), all_images=options.all).text())
+        presenter.write(pruning.system_prune(Engine(), all_images=options.all, on_wait=_waiting(presenter)).text())
     return 0
+
+
+def _waiting(presenter):
+    """Return a prune's on_wait callback, which prints why the prune has not finished yet."""
+    from layerlab.engine import pruning
+
+    return lambda: presenter.error(pruning.WAITING_MESSAGE)
 
 
 def system_df(options, presenter) -> int:

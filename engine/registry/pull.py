@@ -77,7 +77,9 @@ def pull(engine, name: str, *, platform: str | None = None,
     client = client or RegistryClient(reference.registry, root=engine.root)
     client.add_scope(reference.repository, "pull")
     try:
-        return _pull(engine, client, reference, requested, explicit_platform, say)
+        # Layers are stored one by one and named together at the end, so prune waits for the pull.
+        with engine.store.gc_shared():
+            return _pull(engine, client, reference, requested, explicit_platform, say)
     finally:
         client.close()
 

@@ -142,7 +142,7 @@ def load(engine, path: str, progress: Callable[[str], None] | None = None) -> li
         archive = tarfile.open(path, mode="r:*")
     except (tarfile.TarError, OSError) as error:
         raise InvalidArgumentError(f"cannot read {path} as a tar archive: {error}") from None
-    with archive:
+    with archive, engine.store.gc_shared():
         members = {member.name.removeprefix("./"): member for member in archive.getmembers()}
         reader = _ArchiveReader(archive, members, path)
         if "manifest.json" in members:
