@@ -25,6 +25,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -131,14 +132,35 @@ def require_tool(name, package):
     return path
 
 
-def run_tool(args, **kwargs):
-    """Run a command, raising a LayerlabError with its stderr if it fails."""
+def _die_with_parent():
+    # Runs in the child after setsid(2) (start_new_session), before exec.
+    from layerlab.engine.runtime import syscalls
+
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def run_detached(args, **kwargs):
+    """Run a command in a session and process group of its own, killed with SIGTERM when the caller's thread ends.
+
+    mmdebstrap signals its whole process group when it fails (SIGHUP when
+    the disk fills), which would kill the CLI or the Jupyter kernel that
+    started it if they shared the group.
+    """
     log.debug("running %s", shlex.join(args))
-    result = subprocess.run(args, capture_output=True, text=True, check=False, **kwargs)
+    return subprocess.run(args, capture_output=True, text=True, check=False, start_new_session=True,
+                          preexec_fn=_die_with_parent, **kwargs)
+
+
+def stderr_tail(result, lines=20):
+    return "\n".join(result.stderr.strip().splitlines()[-lines:])
+
+
+def run_tool(args, **kwargs):
+    """Run a command with `run_detached`, raising a LayerlabError with its stderr if it fails."""
+    result = run_detached(args, **kwargs)
     if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-20:])
         raise LayerlabError(
-            f"{shlex.join(args)} failed with exit status {result.returncode}:\n{tail}"
+            f"{shlex.join(args)} failed with exit status {result.returncode}:\n{stderr_tail(result)}"
         )
     return result.stdout
 
@@ -188,10 +210,7 @@ def find_cached_deb(package, archives=APT_ARCHIVES):
 def download_deb(package, dest_dir):
     """Fetch the candidate `package` .deb with apt-get, or return None."""
     require_tool("apt-get", "apt")
-    result = subprocess.run(
-        ["apt-get", "download", "-q", package],
-        cwd=dest_dir, capture_output=True, text=True, check=False,
-    )
+    result = run_detached(["apt-get", "download", "-q", package], cwd=dest_dir)
     if result.returncode != 0:
         log.warning("apt-get download %s failed: %s", package, result.stderr.strip())
         return None
@@ -575,7 +594,11 @@ def build_debian_rootfs(suite, dest_tar, *, mirror="http://deb.debian.org/debian
     started = time.monotonic()
     log.info("running %s", shlex.join(command))
     try:
-        run_tool(command, env=env)
+        result = run_detached(command, env=env)
+        if result.returncode != 0:
+            status = f"signal {-result.returncode}" if result.returncode < 0 else f"exit status {result.returncode}"
+            raise LayerlabError(f"mmdebstrap failed ({status}): {stderr_tail(result, 5) or 'no output'}; "
+                                f"check free space in {os.path.dirname(dest_tar)}")
         tar_sha256, size = write_atomically(dest_tar, functools.partial(copy_without_devices, tmp_tar))
     finally:
         if os.path.exists(tmp_tar):
