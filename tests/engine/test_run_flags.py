@@ -619,3 +619,95 @@ def test_stop_signal_validated(busybox, cli, tmp_path):
     assert "Invalid signal: NOPE" in build.stderr
     assert good.returncode == 0, good.stderr
     assert cli("inspect", "-f", "{{.Config.StopSignal}}", "goodsignal").stdout == "SIGUSR1\n"
+
+
+def _read_until(master, output, token, timeout=20):
+    """Read the pty master into `output` (a bytearray) until `token` appears after what it held before."""
+    import select
+    import time
+
+    start = len(output)
+    deadline = time.monotonic() + timeout
+    while token not in output[start:] and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        output += chunk
+    return token in output[start:]
+
+
+def _wait_for_foreground(command, timeout=20):
+    """Wait until a process named `command` leads its terminal's foreground process group; return whether it did.
+
+    The shell makes a job the foreground group only after it forks it, so a
+    Ctrl-C that comes earlier would reach the shell instead.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()
+            # After the name: state, ppid, pgrp, session, tty_nr, tpgid (proc(5)).
+            if name == command and fields[2] == fields[5]:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def test_interactive_shell_ctrl_c_keeps_container(busybox, store_root):
+    import fcntl
+    import termios
+
+    def own_terminal():
+        # As a login shell's child: a session of its own, with the pty as its controlling terminal.
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, LAYERLAB_ROOT=str(store_root))
+    process = subprocess.Popen([sys.executable, "-m", "layerlab", *RUN, "-it", "busybox", "sh"],
+                               stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=own_terminal)
+    os.close(slave)
+    output = bytearray()
+    try:
+        prompt = _read_until(master, output, b"# ")
+        os.write(master, b"tty; set -o | grep monitor\n")
+        job_control = _read_until(master, output, b"monitor         on")
+        os.write(master, b"sleep 100\n")
+        sleeping = _wait_for_foreground("sleep")
+        os.write(master, b"\x03")
+        _read_until(master, output, b"# ")
+        os.write(master, b"echo status-$?\n")
+        interrupted = _read_until(master, output, b"status-130\r\n/ # ")
+        os.write(master, b"exit\n")
+        # Keep reading until the terminal closes, so the relay never blocks on a full pty buffer.
+        _read_until(master, output, b"\0", timeout=30)
+        status = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+
+    text = output.decode(errors="replace")
+    assert prompt, text
+    assert "/dev/pts/0" in text
+    assert job_control, text
+    assert sleeping
+    assert interrupted, text
+    assert status == 0
