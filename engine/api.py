@@ -8,7 +8,7 @@ import os
 
 from layerlab.engine.containers import ContainerRecord, ContainerStore
 from layerlab.engine.digest import short_id
-from layerlab.engine.errors import ConflictError, InvalidArgumentError, NotFoundError
+from layerlab.engine.errors import ConflictError, InvalidArgumentError
 from layerlab.engine.image import Image, parse_rfc3339
 from layerlab.engine.images import ImageIndex
 from layerlab.engine.paths import default_root

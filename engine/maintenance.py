@@ -8,11 +8,9 @@ import logging
 import os
 from collections.abc import Callable
 
-from layerlab.engine.humanize import human_size
 from layerlab.engine.image import load_image
 from layerlab.engine.listing import tree_size
 from layerlab.engine.rootless import remove_tree
-from layerlab.engine.store import ANNOTATION_IMAGE_ID
 
 log = logging.getLogger(__name__)
 
@@ -119,44 +117,6 @@ def _fsck(engine, *, repair: bool, on_note: Callable[[str], None] | None) -> lis
 
         problems += manage.repair(network_store(engine), dry_run=not repair)
     return problems
-
-
-def prune(engine, *, all_images: bool = False) -> str:
-    """Remove stopped containers, untagged images, the build cache and every blob nothing reaches."""
-    removed_containers = 0
-    for record in engine.containers.list():
-        engine._refresh_state(record)
-        if record.state.status != "running":
-            engine.containers.remove(record)
-            removed_containers += 1
-
-    used_images = {record.image_id for record in engine.containers.list()}
-    engine.images.prune_cache()
-    engine.store.update_index(lambda ds: [
-        d for d in ds
-        if "org.opencontainers.image.ref.name" in d.annotations or d.annotations.get(ANNOTATION_IMAGE_ID) in used_images
-    ])
-
-    reached = referenced_blobs(engine)
-    freed = 0
-    for digest in list(engine.store.iter_blobs()):
-        if digest not in reached:
-            path = engine.store.blob_path(digest)
-            freed += os.path.getsize(path)
-            os.unlink(path)
-
-    live_chains = set()
-    for descriptor in engine.store.descriptors():
-        live_chains.update(load_image(engine.store, descriptor.digest).chain_ids)
-    for chain_id in engine.snapshots.chain_ids():
-        if chain_id.startswith("sha256:") and len(chain_id) == 71 and chain_id not in live_chains:
-            engine.snapshots.remove(chain_id)
-    return f"Deleted Containers: {removed_containers}\nTotal reclaimed space: {human_size(freed)}"
-
-
-def disk_usage(engine) -> str:
-    blobs = sum(os.path.getsize(engine.store.blob_path(d)) for d in engine.store.iter_blobs())
-    return f"Blobs: {human_size(blobs)} in {engine.store.blob_dir}\n"
 
 
 def host_info(engine) -> dict[str, str]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import re
 import sys
 import tempfile
 
@@ -219,74 +217,12 @@ def _run_detached(engine: Engine, record, options, presenter) -> int:
     return 0
 
 
-def images(options, presenter) -> int:
-    presenter.show(_engine().list_images(repository=options.repository, quiet=options.quiet, no_trunc=options.no_trunc))
-    return 0
-
-
-def ps(options, presenter) -> int:
-    view = _engine().list_containers(all=options.all or options.latest, quiet=options.quiet, no_trunc=options.no_trunc)
-    if options.latest:
-        view.rows = view.rows[:1]
-    presenter.show(view)
-    return 0
-
-
-def history(options, presenter) -> int:
-    presenter.show(_engine().history(options.image, quiet=options.quiet, no_trunc=options.no_trunc,
-                                     human=options.human == "true"))
-    return 0
-
-
 def diff(options, presenter) -> int:
     from layerlab.engine import lifecycle
 
     engine = _engine()
     presenter.show(lifecycle.diff(engine.container(options.container)))
     return 0
-
-
-def commit(options, presenter) -> int:
-    from layerlab.engine import lifecycle
-
-    engine = _engine()
-    changes = [_parse_change(change) for change in options.change]
-    image = lifecycle.commit(engine, engine.container(options.container), options.repository,
-                             message=options.message, author=options.author, changes=changes)
-    presenter.write(image.id + "\n")
-    return 0
-
-
-def inspect(options, presenter) -> int:
-    engine = _engine()
-    kind = options.type or getattr(options, "type_default", None)
-    documents = []
-    status = 0
-    for name in options.names:
-        try:
-            documents.append(_inspect_one(engine, name, kind))
-        except NotFoundError as error:
-            presenter.error(f"Error: {error}\n")
-            status = 1
-    if options.format:
-        for document in documents:
-            presenter.write(_render_format(options.format, document) + "\n")
-    else:
-        presenter.write(json.dumps(documents, indent=4) + "\n")
-    return status
-
-
-def _inspect_one(engine: Engine, name: str, kind: str | None) -> dict:
-    if kind != "image":
-        try:
-            return engine.inspect_container(name)
-        except NotFoundError:
-            if kind == "container":
-                raise
-    try:
-        return engine.inspect_image(name)
-    except NotFoundError:
-        raise NotFoundError(f"No such object: {name}") from None
 
 
 def tag(options, presenter) -> int:
@@ -350,32 +286,11 @@ def fsck(options, presenter) -> int:
     return 1 if problems and not options.repair else 0
 
 
-def system_prune(options, presenter) -> int:
-    from layerlab.engine.maintenance import prune
-
-    presenter.write(prune(_engine(), all_images=options.all) + "\n")
-    return 0
-
-
-def builder_prune(options, presenter) -> int:
-    from layerlab.engine.build.prune import prune_build_cache
-
-    presenter.write(prune_build_cache(_engine()).text())
-    return 0
-
-
 def info(options, presenter) -> int:
     from layerlab.engine.maintenance import host_info
 
     for key, value in host_info(_engine()).items():
         presenter.write(f"{key}: {value}\n")
-    return 0
-
-
-def system_df(options, presenter) -> int:
-    from layerlab.engine.maintenance import disk_usage
-
-    presenter.write(disk_usage(_engine()))
     return 0
 
 
@@ -406,68 +321,18 @@ def _parse_build_args(entries: list[str]) -> dict[str, str | None]:
     return args
 
 
-def _parse_change(change: str) -> dict:
-    keyword, _, rest = change.strip().partition(" ")
-    keyword = keyword.upper()
-    rest = rest.strip()
-    if keyword in ("CMD", "ENTRYPOINT"):
-        try:
-            value = json.loads(rest)
-        except json.JSONDecodeError:
-            value = ["/bin/sh", "-c", rest]
-        return {keyword.capitalize(): value}
-    if keyword == "WORKDIR":
-        return {"WorkingDir": rest}
-    if keyword == "USER":
-        return {"User": rest}
-    raise InvalidArgumentError(f"--change {change!r}: only CMD, ENTRYPOINT, WORKDIR and USER are supported")
-
-
-def _render_format(template: str, document: dict) -> str:
-    """Render the `{{.A.B}}` and `{{json .A}}` subset of Go templates that scripts use most."""
-
-    def replace(match: re.Match) -> str:
-        expression = match.group(1).strip()
-        as_json = expression.startswith("json ")
-        path = expression.removeprefix("json ").strip()
-        value = document
-        for part in [p for p in path.split(".") if p]:
-            if not isinstance(value, dict) or part not in value:
-                raise InvalidArgumentError(f"template {template!r}: no field {part!r} in {path!r}")
-            value = value[part]
-        if as_json:
-            return json.dumps(value)
-        if isinstance(value, list):
-            return "[" + " ".join(str(item) for item in value) + "]"
-        if isinstance(value, dict):
-            return "map[" + " ".join(f"{k}:{v}" for k, v in value.items()) + "]"
-        if value is None:
-            return "<no value>"
-        return str(value)
-
-    return re.sub(r"\{\{(.*?)\}\}", replace, template)
-
-
 HANDLERS = {
     "bootstrap": bootstrap,
     "build": build,
     "run": run,
     "create": create,
-    "images": images,
-    "ps": ps,
-    "history": history,
     "diff": diff,
-    "commit": commit,
-    "inspect": inspect,
     "tag": tag,
     "rm": rm,
     "rmi": rmi,
     "version": version,
     "fsck": fsck,
-    "system_prune": system_prune,
-    "builder_prune": builder_prune,
     "info": info,
-    "system_df": system_df,
 }
 HANDLERS.update(container_commands.HANDLERS)
 HANDLERS.update(transfer_commands.HANDLERS)

@@ -325,9 +325,22 @@ def history(options, presenter) -> int:
     return 0
 
 
+def _inspect_one(engine: Engine, name: str, kind: str | None) -> dict:
+    """Inspect a container, else an image, named `name`, as `docker inspect` looks them up."""
+    if kind != "image":
+        try:
+            return engine.inspect_container(name)
+        except NotFoundError:
+            if kind == "container":
+                raise
+    try:
+        return engine.inspect_image(name)
+    except NotFoundError:
+        raise NotFoundError(f"No such object: {name}") from None
+
+
 def inspect(options, presenter) -> int:
-    from layerlab.engine import formatting, listing
-    from layerlab.engine.cli.commands import _inspect_one
+    from layerlab.engine import formatting
 
     engine = Engine()
     kind = options.type or getattr(options, "type_default", None)
