@@ -376,12 +376,19 @@ def test_default_bridge_per_store(monkeypatch, tmp_path):
 def test_subnets_differ_across_stores(tmp_path):
     from layerlab.engine.network.records import NetworkStore
 
-    pool = ["10.233.0.0/24", "10.233.1.0/24"]
-    first = NetworkStore(str(tmp_path / "a"), str(tmp_path / "a" / "locks"), pool=pool).default()
-    second = NetworkStore(str(tmp_path / "b"), str(tmp_path / "b" / "locks"), pool=pool).default()
+    # Subnet claims are host-wide and outlive a test until their store is gone, so each
+    # run takes its own pair and deletes its stores at the end.
+    octet = 20 + os.getpid() % 200
+    pool = [f"10.233.{octet}.0/24", f"10.233.{octet + 1}.0/24"]
+    try:
+        first = NetworkStore(str(tmp_path / "a"), str(tmp_path / "a" / "locks"), pool=pool).default()
+        second = NetworkStore(str(tmp_path / "b"), str(tmp_path / "b" / "locks"), pool=pool).default()
 
-    assert first.subnet != second.subnet
-    assert first.bridge != second.bridge
+        assert first.subnet != second.subnet
+        assert first.bridge != second.bridge
+    finally:
+        shutil.rmtree(tmp_path / "a", ignore_errors=True)
+        shutil.rmtree(tmp_path / "b", ignore_errors=True)
 
 
 def test_prune_deletes_idle_default_bridge(net_env):
