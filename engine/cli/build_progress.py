@@ -43,8 +43,8 @@ class PlainPrinter:
                 now = self.clock()
                 elapsed = now - self.started.get(index, now)
                 self.write(f"#{index} {elapsed:.3f} {text}\n")
-            case events.StepDone(index=index, cached=False, seconds=seconds):
-                self.write(f"#{index} DONE {seconds:.1f}s\n")
+            case events.StepDone(index=index, cached=False, seconds=seconds, cache_miss_reason=reason):
+                self.write(f"#{index} DONE {seconds:.1f}s{_miss_suffix(reason)}\n")
             case events.BuildWarning(index=index, message=message):
                 prefix = f"#{index} " if index is not None else ""
                 self.write(f"{prefix}WARNING: {message}\n")
@@ -73,8 +73,8 @@ class TtyPrinter:
                 self._live(self.title)
             case events.OutputLine(text=text):
                 self._live(f"{self.title} | {text}")
-            case events.StepDone(cached=cached, seconds=seconds):
-                result = "CACHED" if cached else f"{seconds:.1f}s"
+            case events.StepDone(cached=cached, seconds=seconds, cache_miss_reason=reason):
+                result = "CACHED" if cached else f"{seconds:.1f}s{_miss_suffix(reason)}"
                 self._live(f"{self.title}  {result}")
                 self.write("\n")
             case events.BuildWarning(message=message):
@@ -84,6 +84,11 @@ class TtyPrinter:
                 self.write(f"=> writing image {image_id}\n")
                 for tag in tags:
                     self.write(f"=> naming to {tag}\n")
+
+
+def _miss_suffix(reason: str) -> str:
+    """Return why a step ran instead of coming from the cache, for the end of its line."""
+    return f" (cache miss: {reason})" if reason else ""
 
 
 def rawjson_printer(write):

@@ -60,7 +60,7 @@ def test_plain_prefixes_step_numbers(engine, tmp_path):
     assert "#2 [2/2] RUN echo first && echo second\n" in out
     assert re.search(r"^#2 \d+\.\d{3} first$", out, re.M)
     assert re.search(r"^#2 \d+\.\d{3} second$", out, re.M)
-    assert re.search(r"^#2 DONE \d+\.\d+s$", out, re.M)
+    assert re.search(r"^#2 DONE \d+\.\d+s \(cache miss: --no-cache\)$", out, re.M)
     assert re.search(r"^#3 writing image sha256:[0-9a-f]{64} done$", out, re.M)
 
 
@@ -87,7 +87,7 @@ def test_auto_on_terminal_is_live_view(engine, tmp_path):
 
     assert "Step 2/2" not in out
     assert "\r\x1b[K=> [2/2] RUN echo hello | hello" in out
-    assert re.search(r"\r\x1b\[K=> \[2/2\] RUN echo hello  \d+\.\ds\n", out)
+    assert re.search(r"\r\x1b\[K=> \[2/2\] RUN echo hello  \d+\.\ds \(cache miss: --no-cache\)\n", out)
 
 
 def test_tty_printer_marks_cached():
@@ -214,3 +214,14 @@ def test_unknown_instruction_suggests_keyword(engine, tmp_path):
         Builder(engine).build(BuildRequest(context=str(tmp_path)))
 
     assert str(caught.value) == "Dockerfile:2: unknown instruction: RUNN (did you mean RUN?)"
+
+
+def test_plain_names_cache_miss_reason(engine, tmp_path):
+    write(tmp_path, "FROM busybox\nCOPY a /a\n")
+    (tmp_path / "a").write_text("one\n")
+    cli(tmp_path)
+    (tmp_path / "a").write_text("two\n")
+
+    _, out, _ = cli(tmp_path, "--progress=plain")
+
+    assert re.search(r"^#2 DONE \d+\.\d+s \(cache miss: content changed: a\)$", out, re.M)
