@@ -1,11 +1,7 @@
 """The build cache, as Docker's classic builder keys it, on a real busybox image."""
 
 import os
-import shutil
-import subprocess
-import sys
 
-import pytest
 
 from layerlab.engine.api import Engine
 from layerlab.engine.build import BuildRequest, Builder
@@ -18,29 +14,6 @@ RUN echo $GREETING > /greeting
 RUN echo two > /two
 CMD ["cat", "/greeting"]
 """
-
-
-@pytest.fixture(scope="session")
-def busybox_template(tmp_path_factory):
-    """A store with `layerlab bootstrap busybox` done once; tests copy it."""
-    root = tmp_path_factory.mktemp("busybox-template")
-    env = dict(os.environ, LAYERLAB_ROOT=str(root))
-    subprocess.run([sys.executable, "-m", "layerlab", "bootstrap", "busybox"], env=env, check=True,
-                   capture_output=True, timeout=300)
-    return root
-
-
-@pytest.fixture
-def busybox(store_root, busybox_template):
-    shutil.copytree(busybox_template, store_root, dirs_exist_ok=True, symlinks=True)
-    return store_root
-
-
-@pytest.fixture
-def context(tmp_path):
-    path = tmp_path / "context"
-    path.mkdir()
-    return path
 
 
 def steps_of(output):

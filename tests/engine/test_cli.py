@@ -2,29 +2,8 @@
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 
-import pytest
-
-
-@pytest.fixture(scope="session")
-def busybox_template(tmp_path_factory):
-    """A store with `layerlab bootstrap busybox` done once; tests copy it."""
-    root = tmp_path_factory.mktemp("busybox-template")
-    env = dict(os.environ, LAYERLAB_ROOT=str(root))
-    subprocess.run([sys.executable, "-m", "layerlab", "bootstrap", "busybox"], env=env, check=True,
-                   capture_output=True, timeout=300)
-    return root
-
-
-@pytest.fixture
-def busybox(store_root, busybox_template):
-    shutil.copytree(busybox_template, store_root, dirs_exist_ok=True, symlinks=True)
-    return store_root
 
 
 def columns(header):

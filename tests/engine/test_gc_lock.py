@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from tests.engine.test_lifecycle import busybox, busybox_template  # noqa: F401 (fixtures)
 
 DOCKERFILE = """\
 FROM busybox

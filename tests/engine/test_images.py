@@ -1,9 +1,6 @@
 """Image names over index.json: tags, ID prefixes, untagged images, cache entries."""
 
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -12,16 +9,6 @@ from layerlab.engine.errors import NotFoundError
 from layerlab.engine.image import ImageDraft, write_image
 from layerlab.engine.reference import Reference
 from layerlab.engine.store import ANNOTATION_CACHE_KEY, ANNOTATION_REF_NAME
-
-
-@pytest.fixture(scope="session")
-def busybox_template(tmp_path_factory):
-    """A store with `layerlab bootstrap busybox` done once; tests copy it."""
-    root = tmp_path_factory.mktemp("busybox-template")
-    env = dict(os.environ, LAYERLAB_ROOT=str(root))
-    subprocess.run([sys.executable, "-m", "layerlab", "bootstrap", "busybox"], env=env, check=True,
-                   capture_output=True, timeout=300)
-    return root
 
 
 @pytest.fixture

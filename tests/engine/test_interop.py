@@ -6,7 +6,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 
 import pytest
 
@@ -23,16 +22,6 @@ RUN rm -r /d/e && mkfifo /d/fifo && echo second > /hello
 ENV A=1
 CMD ["sh"]
 """
-
-
-@pytest.fixture(scope="session")
-def busybox_template(tmp_path_factory):
-    """A store with `layerlab bootstrap busybox` done once; tests copy it."""
-    root = tmp_path_factory.mktemp("busybox-template")
-    env = dict(os.environ, LAYERLAB_ROOT=str(root))
-    subprocess.run([sys.executable, "-m", "layerlab", "bootstrap", "busybox"], env=env, check=True,
-                   capture_output=True, timeout=300)
-    return root
 
 
 @pytest.fixture

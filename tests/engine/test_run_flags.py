@@ -13,7 +13,6 @@ import sys
 
 import pytest
 
-from tests.engine.test_lifecycle import busybox, busybox_template  # noqa: F401 (fixtures)
 from tests.engine.test_rootless import as_user, bootstrap, data_home, tester  # noqa: F401 (fixtures)
 
 

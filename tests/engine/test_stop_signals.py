@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.engine.test_crash import sleeping_containers, wait_gone, wait_started
-from tests.engine.test_lifecycle import busybox, busybox_template, container_ids  # noqa: F401 (fixtures)
+from tests.engine.test_lifecycle import container_ids
 
 SLEEP_SECONDS = 30
 

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.engine.test_lifecycle import busybox, busybox_template  # noqa: F401 (fixtures)
+from tests.engine.conftest import busybox, busybox_template  # noqa: F401 (fixtures)
 
 DOCKER_IMAGE = "layerlab-test/busybox:run-diff"
 
