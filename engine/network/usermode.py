@@ -102,10 +102,7 @@ class UserModeNetwork:
                 self.process.wait()
             self.process = None
         if self.helper_pid:
-            try:
-                os.kill(self.helper_pid, 15)
-            except ProcessLookupError:
-                pass
+            _stop_daemon(self.helper_pid)
             self.helper_pid = 0
         shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -212,3 +209,37 @@ def _read_with_timeout(fd: int, timeout: float) -> bytes:
         readable, _, _ = select.select([fd], [], [], remaining)
         if readable:
             return os.read(fd, 1)
+
+
+def _stop_daemon(pid: int, grace: float = 2.0) -> None:
+    """Stop a helper that went to the background (not our child): SIGTERM, wait for it to go, then SIGKILL.
+
+    Waiting matters because the helper holds the published ports until it
+    has exited, and the next container may want them at once.
+    """
+    import signal
+    import time
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _running(pid):
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _running(pid: int) -> bool:
+    """Return whether `pid` is alive and not a zombie waiting for init."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            state = stat_file.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
