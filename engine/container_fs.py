@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from typing import Any, Callable
 
 from layerlab.engine import procfs
@@ -60,7 +59,7 @@ def _call_on_overlay(record, fn):
 
 def _call_in_namespace(init_pid: int, fn, submounts: bool):
     from layerlab.engine.runtime import syscalls
-    from layerlab.engine.runtime.child_errors import receive_error, send_error
+    from layerlab.engine.runtime.child_errors import exit_child, receive_error, report_error
     from layerlab.engine.runtime.rootfs import make_mounts_private
 
     # A rootless container's mount namespace belongs to its user namespace,
@@ -99,17 +98,9 @@ def _call_in_namespace(init_pid: int, fn, submounts: bool):
             _send_result(result_write, fn(root))
         except BaseException as error:
             exit_code = 1
-            try:
-                send_error(error_write, error)
-            except BaseException:
-                pass
+            report_error(error_write, error)
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except Exception:
-                    pass
-            os._exit(exit_code)
+            exit_child(exit_code)
 
     for fd in namespace_fds:
         os.close(fd)

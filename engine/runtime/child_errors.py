@@ -12,6 +12,7 @@ ContainerError.
 
 import logging
 import os
+import sys
 
 from layerlab.engine.errors import ContainerError, LayerlabError
 
@@ -39,6 +40,28 @@ def send_error(fd, error):
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def report_error(fd, error):
+    """Send `error` to the launcher from a forked child, ignoring a launcher that has gone away.
+
+    The child exits with its status either way, so a failed report must not raise.
+    """
+    try:
+        send_error(fd, error)
+    except BaseException:
+        pass
+
+
+def exit_child(exit_code):
+    """Flush what a forked child printed, then leave with `exit_code` and without the parent's cleanup."""
+    # os._exit skips Python's buffered output.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(exit_code)
 
 
 def receive_error(fd):

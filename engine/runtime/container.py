@@ -13,7 +13,7 @@ import socket
 
 from layerlab.engine.errors import ContainerError, InvalidArgumentError
 from layerlab.engine.runtime import cgroups, syscalls
-from layerlab.engine.runtime.child_errors import receive_error, send_error
+from layerlab.engine.runtime.child_errors import receive_error, report_error
 from layerlab.engine.runtime.forking import fork_with_interrupts_blocked, kill_and_reap
 from layerlab.engine.runtime.netsync import NetworkHandshake
 from layerlab.engine.runtime.process import init_container
@@ -206,10 +206,7 @@ def _run_child(spec, stdio, kill_with_parent, read_fd, write_fd, network_handsha
         init_container(spec, stdio, kill_with_parent, network_handshake)
     except BaseException as error:
         exit_code = getattr(error, "exit_code", 125)
-        try:
-            send_error(write_fd, error)
-        except BaseException:
-            pass
+        report_error(write_fd, error)
     finally:
         os._exit(exit_code)
 
@@ -312,9 +309,6 @@ def _run_intermediate(spec, stdio, kill_with_parent, handshake, error_pipe, pid_
         os.write(pid_write, str(pid).encode())
     except BaseException as error:
         exit_code = 125
-        try:
-            send_error(error_write, error)
-        except BaseException:
-            pass
+        report_error(error_write, error)
     finally:
         os._exit(exit_code)

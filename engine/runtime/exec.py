@@ -21,7 +21,7 @@ import signal
 
 from layerlab.engine.errors import ConflictError, ContainerError
 from layerlab.engine.runtime import capabilities, syscalls
-from layerlab.engine.runtime.child_errors import receive_error, send_error
+from layerlab.engine.runtime.child_errors import receive_error, report_error
 from layerlab.engine.runtime.process import _chdir, _close_other_fds_on_exec, _dup_stdio, _switch_user, execve
 from layerlab.engine.runtime.userns import needs_user_namespace
 from layerlab.engine.runtime.users import resolve_user, user_env
@@ -181,10 +181,7 @@ def _run_intermediate(process, namespace_fds, stdio, error_pipe, user_and_pid_fd
         os.write(pid_write, str(pid).encode())
     except BaseException as error:
         exit_code = 125
-        try:
-            send_error(write_fd, error)
-        except BaseException:
-            pass
+        report_error(write_fd, error)
     finally:
         os._exit(exit_code)
 
@@ -216,10 +213,7 @@ def _run_child(process, namespace_fds, stdio, read_fd, write_fd):
         _enter_container(process, namespace_fds, stdio)
     except BaseException as error:
         exit_code = getattr(error, "exit_code", 125)
-        try:
-            send_error(write_fd, error)
-        except BaseException:
-            pass
+        report_error(write_fd, error)
     finally:
         os._exit(exit_code)
 

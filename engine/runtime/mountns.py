@@ -2,11 +2,10 @@
 
 import logging
 import os
-import sys
 
 from layerlab.engine.errors import ContainerError
 from layerlab.engine.runtime import syscalls
-from layerlab.engine.runtime.child_errors import receive_error, send_error
+from layerlab.engine.runtime.child_errors import exit_child, receive_error, report_error
 from layerlab.engine.runtime.overlay import mount_overlay
 from layerlab.engine.runtime.rootfs import make_mounts_private
 from layerlab.engine.runtime.rundir import runtime_dir
@@ -62,15 +61,6 @@ def _run_child(rootfs, fn, read_fd, write_fd, handshake):
         fn(target)
     except BaseException as error:
         exit_code = 1
-        try:
-            send_error(write_fd, error)
-        except BaseException:
-            pass
+        report_error(write_fd, error)
     finally:
-        # os._exit skips Python's buffered output, so flush what fn printed.
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(exit_code)
+        exit_child(exit_code)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from layerlab.engine.errors import ContainerError
 from layerlab.engine.runtime import syscalls
-from layerlab.engine.runtime.child_errors import receive_error, send_error
+from layerlab.engine.runtime.child_errors import receive_error, report_error
 
 log = logging.getLogger(__name__)
 
@@ -294,10 +294,7 @@ def _run_call_child(fn, handshake, error_pipe, result_pipe):
             os.close(result_write)
         except OSError:
             pass
-        try:
-            send_error(error_write, error)
-        except BaseException:
-            pass
+        report_error(error_write, error)
     finally:
         os._exit(exit_code)
 
