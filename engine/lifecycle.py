@@ -282,7 +282,10 @@ def _start_and_wait(engine, record: ContainerRecord, spec, stdout, stderr, stdin
 def _relay_terminal(master: int, stdin, stdout, interactive: bool) -> None:
     from layerlab.engine.runtime import terminal
 
-    input_fd = (0 if stdin is None else stdin) if interactive else None
+    input_fd = None
+    if interactive:
+        input_fd = 0 if stdin is None else stdin
+
     try:
         # Raw mode only while our input goes to the container, as the docker CLI does.
         with terminal.raw_mode(input_fd) if input_fd is not None else contextlib.nullcontext():

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 # Static tini builds that can run in any image, libc or not. Debian's tini
 # package installs tini-static, and docker.io installs it as docker-init.
 INIT_CANDIDATES = ("/usr/bin/tini-static", "/usr/sbin/docker-init", "/usr/libexec/docker/docker-init")
-# Where Docker mounts its init in the container.
+# The path at which Docker mounts its init inside the container.
 INIT_TARGET = "/sbin/docker-init"
 
 # Docker rejects --memory below 6 MiB.
