@@ -1,5 +1,3 @@
-import sys
+from layerlab.engine.cli.main import console_main
 
-from layerlab.engine.cli.main import main
-
-sys.exit(main())
+console_main()

@@ -27,10 +27,10 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
     """Run one `layerlab` command line; return its exit status."""
     presenter = presenter or TerminalPresenter()
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = parsers.build_parser()
-    unknown = _unknown_command(parser, argv)
-    if unknown is not None:
-        presenter.error(_unknown_command_message(parser, unknown))
+    word = _command_word(argv)
+    parser = parsers.build_parser(word)
+    if word is not None and word not in parsers.command_names(parser):
+        presenter.error(_unknown_command_message(parser, word))
         return 1
 
     try:
@@ -70,14 +70,13 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
         return 125
 
 
-def _unknown_command(parser, argv: list[str]) -> str | None:
-    """Return the first word of `argv` when it is no command; global options such as --debug come before it."""
+def _command_word(argv: list[str]) -> str | None:
+    """Return the first word of `argv` that is not a global option such as --debug; None for top-level help."""
     for word in argv:
-        if word.startswith("-"):
-            if word in ("-h", "--help"):
-                return None
-            continue
-        return None if word in parsers.command_names(parser) else word
+        if word in ("-h", "--help"):
+            return None
+        if not word.startswith("-"):
+            return word
     return None
 
 
@@ -129,5 +128,23 @@ def _configure_logging(debug: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+def console_main() -> None:
+    """Run the `layerlab` program and leave without the interpreter's teardown.
+
+    Tearing down the modules a command loaded takes longer than starting a
+    container, and nothing is left to clean up by then: every command
+    releases its mounts, locks and temporary files before `main` returns.
+    """
+    status = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            # A reader such as `head` that left early, or a closed stream: the output is theirs to drop.
+            pass
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -20,11 +20,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog.removeprefix('layerlab ')}: {message}" if self.prog != "layerlab" else message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the parser of every command, or with `command`, one whose only real sub-parser is that command's.
+
+    Building all 90-odd sub-parsers takes about as long as starting a
+    container. A command line that names its command therefore gets the
+    parser of that command alone, and the others are recorded by name only.
+    """
     parser = _Parser(prog="layerlab", description="Build and run container images with no daemon.")
     parser.add_argument("--debug", "-D", action="store_true", help="log what the engine does")
     parser.set_defaults(command=None, handler=None)
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    action = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub = _SelectedSubparsers(action, command)
 
     for add in (_bootstrap, _build, _run, _create, _images, _ps, _history, _diff, _commit, _inspect,
                 _tag, _rm, _rmi, _version, _info, _fsck, _system, _builder, _import):
@@ -35,14 +42,42 @@ def build_parser() -> argparse.ArgumentParser:
     volume_commands.add_parsers(sub, _command)
     _image_group(sub)
     _container_group(sub)
+    parser.command_names = sub.names
     return parser
 
 
 def command_names(parser: argparse.ArgumentParser) -> list[str]:
-    """Return the names of the top-level commands, aliases included."""
-    for action in parser._subparsers._group_actions:
-        return list(action.choices)
-    return []
+    """Return the names of the top-level commands, aliases included, whether or not their parsers were built."""
+    return list(parser.command_names)
+
+
+class _SelectedSubparsers:
+    """The top-level sub-parser action, building a real parser only for the selected command."""
+
+    def __init__(self, action, selected: str | None):
+        self._action = action
+        self._selected = selected
+        self.names: list[str] = []
+
+    def add_parser(self, name, **options):
+        aliases = options.get("aliases", ())
+        self.names += [name, *aliases]
+        if self._selected is None or self._selected == name or self._selected in aliases:
+            return self._action.add_parser(name, **options)
+        return _UNBUILT
+
+
+class _Unbuilt:
+    """Stands in for the parser of a command this command line does not use: every call is a no-op."""
+
+    def __getattr__(self, name):
+        return self._ignore
+
+    def _ignore(self, *args, **options):
+        return self
+
+
+_UNBUILT = _Unbuilt()
 
 
 def _command(sub, name, handler, help_text, add_help=True):
