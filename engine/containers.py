@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import random
-import secrets
 import shlex
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -208,7 +207,7 @@ class ContainerStore:
 
 
 def new_container_id() -> str:
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 def check_container_name(name: str) -> str:

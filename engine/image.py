@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import datetime
 import os
-import platform
 import re
 from dataclasses import dataclass, field
 
@@ -30,7 +29,7 @@ _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64
 
 
 def host_architecture() -> str:
-    machine = platform.machine()
+    machine = os.uname().machine
     return _ARCHITECTURES.get(machine, machine)
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from layerlab.engine.archive import LayerInfo, changes, extract_layer, write_layer
+if TYPE_CHECKING:
+    from layerlab.engine.archive import LayerInfo
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ def _call(fn, while_running=None):
 
 def extract_layer_as_root(fileobj: BinaryIO, dest_dir: str, *, userns: bool) -> None:
     """Unpack a layer tar into `dest_dir` with the owners it records, as `archive.extract_layer` does."""
+    # The archive module, with tarfile, is imported only by the commands that move layers.
+    from layerlab.engine.archive import extract_layer
+
     if not _rootless():
         extract_layer(fileobj, dest_dir, userns=userns)
         return
@@ -46,6 +50,8 @@ def extract_layer_as_root(fileobj: BinaryIO, dest_dir: str, *, userns: bool) -> 
 
 def write_layer_as_root(upper_dir: str, fileobj: BinaryIO, *, source_date_epoch: int | None = None) -> LayerInfo:
     """Write `upper_dir` as a layer tar to `fileobj`, with owners as the container sees them."""
+    from layerlab.engine.archive import write_layer
+
     if not _rootless():
         return write_layer(upper_dir, fileobj, source_date_epoch=source_date_epoch)
 
@@ -76,6 +82,8 @@ def write_layer_as_root(upper_dir: str, fileobj: BinaryIO, *, source_date_epoch:
 
 def changes_as_root(upper_dir: str, lower_dirs: list[str]):
     """Return `archive.changes` for the upper dir, read with the container's ids."""
+    from layerlab.engine.archive import changes
+
     if not _rootless():
         return changes(upper_dir, lower_dirs)
     return _call(lambda: changes(upper_dir, lower_dirs))
