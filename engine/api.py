@@ -262,12 +262,12 @@ class Engine:
         return logs.follow_entries(record.path, tail, lambda: control.is_running(self, record))
 
     def exec_in_container(self, name_or_id: str, args: list[str], *, env: list[str] = (), user: str | None = None,
-                          workdir: str = "", stdio=(None, None, None)) -> int:
+                          workdir: str = "", privileged: bool = False, stdio=(None, None, None)) -> int:
         """Run `args` inside a running container and return its exit code, as `docker exec` does."""
         from layerlab.engine import container_exec
 
         return container_exec.run(self, self.container(name_or_id), args, env=list(env), user=user,
-                                  workdir=workdir, stdio=stdio)
+                                  workdir=workdir, privileged=privileged, stdio=stdio)
 
     def top(self, name_or_id: str):
         """Return a `ProcessesView` of the container's processes, with host PIDs as `docker top` shows."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from layerlab.engine import control, procfs
@@ -12,15 +13,18 @@ log = logging.getLogger(__name__)
 
 
 def run(engine, record: ContainerRecord, args: list[str], *, env: list[str], user: str | None, workdir: str,
-        stdio=(None, None, None)) -> int:
+        privileged: bool = False, stdio=(None, None, None)) -> int:
     """Run `args` in the container and return its exit code.
 
     `-e` values go over the container's environment, and user and working
-    directory default to the container's. Raises ConflictError when the
+    directory default to the container's. The process has the container's
+    capabilities and seccomp filter, or with `privileged` every capability
+    and no filter. Raises ConflictError when the
     container is not running, and ContainerError (exit code 126 or 127)
     when the program cannot be executed.
     """
     from layerlab.engine.lifecycle import merge_env
+    from layerlab.engine.run_options import security_of
     from layerlab.engine.runtime import ProcessSpec
     from layerlab.engine.runtime.exec import exec_process
 
@@ -35,7 +39,11 @@ def run(engine, record: ContainerRecord, args: list[str], *, env: list[str], use
         cwd=workdir or record.workdir,
         user=record.user if user is None else user,
     )
-    started = exec_process(record.state.pid, process, join_network=record.network != "host", stdio=stdio)
+    security = security_of(record)
+    if privileged:
+        security = dataclasses.replace(security, privileged=True)
+    started = exec_process(record.state.pid, process, join_network=record.network != "host", security=security,
+                           stdio=stdio)
     try:
         return started.wait()
     except BaseException:

@@ -126,7 +126,7 @@ def parse_security_opts(entries: list[str]) -> dict:
             result["no_new_privileges"] = value != "false"
         elif key == "seccomp":
             if value != "unconfined":
-                # NOTE: custom profile files (seccomp=PATH) are not read yet.
+                # TODO: read custom profile files (seccomp=PATH) in Docker's JSON format.
                 raise InvalidArgumentError(f"invalid --security-opt {entry!r}: only seccomp=unconfined is supported; "
                                            "without it Docker's default profile applies")
             result["seccomp"] = "unconfined"
@@ -208,6 +208,21 @@ def _check_cgroups_allowed(options) -> None:
     cgroups.check_allowed(resources)
 
 
+def security_of(record):
+    """Return the runtime's Security for the container: its capabilities, seccomp profile and no_new_privs."""
+    from layerlab.engine.runtime.specs import Security
+
+    config = record.host_config or {}
+    return Security(
+        cap_add=tuple(config.get("CapAdd") or ()),
+        cap_drop=tuple(config.get("CapDrop") or ()),
+        privileged=bool(config.get("Privileged")),
+        no_new_privileges=bool(config.get("NoNewPrivileges")),
+        # A record from before seccomp support has no Seccomp key and keeps running without a filter.
+        seccomp=config.get("Seccomp", ""),
+    )
+
+
 def apply_host_config(spec, record) -> None:
     """Set the ContainerSpec fields that the record's HostConfig and mounts ask for."""
     from layerlab.engine import volumes
@@ -216,12 +231,12 @@ def apply_host_config(spec, record) -> None:
     config = record.host_config or {}
     spec.mounts = volumes.runtime_mounts(record.mounts)
     spec.readonly_rootfs = bool(config.get("ReadonlyRootfs"))
-    spec.privileged = bool(config.get("Privileged"))
-    spec.cap_add = tuple(config.get("CapAdd") or ())
-    spec.cap_drop = tuple(config.get("CapDrop") or ())
-    spec.no_new_privileges = bool(config.get("NoNewPrivileges"))
-    # A record from before seccomp support has no Seccomp key and keeps running without a filter.
-    spec.seccomp = config.get("Seccomp", "")
+    security = security_of(record)
+    spec.privileged = security.privileged
+    spec.cap_add = security.cap_add
+    spec.cap_drop = security.cap_drop
+    spec.no_new_privileges = security.no_new_privileges
+    spec.seccomp = security.seccomp
     spec.resources = Resources(config.get("Memory") or 0, config.get("NanoCpus") or 0, config.get("PidsLimit") or 0)
     spec.ulimits = {item["Name"]: (item["Soft"], item["Hard"]) for item in config.get("Ulimits") or ()}
     if config.get("Init"):

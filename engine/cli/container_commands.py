@@ -113,7 +113,8 @@ def exec_command(options, presenter) -> int:
     try:
         with presenter.container_stdio() as (stdout, stderr):
             return engine.exec_in_container(options.container, options.cmd, env=options.env, user=options.user,
-                                            workdir=options.workdir, stdio=(stdin, stdout, stderr))
+                                            workdir=options.workdir, privileged=options.privileged,
+                                            stdio=(stdin, stdout, stderr))
     except ConflictError as error:
         presenter.error(f"Error response from daemon: {error}\n")
         return 1

@@ -20,9 +20,17 @@ import os
 import signal
 
 from layerlab.engine.errors import ConflictError, ContainerError
-from layerlab.engine.runtime import capabilities, syscalls
+from layerlab.engine.runtime import syscalls
 from layerlab.engine.runtime.child_errors import receive_error, report_error
-from layerlab.engine.runtime.process import _chdir, _close_other_fds_on_exec, _dup_stdio, _switch_user, execve
+from layerlab.engine.runtime.process import (
+    _chdir,
+    _close_other_fds_on_exec,
+    _dup_stdio,
+    apply_security,
+    execve,
+    prepare_security,
+)
+from layerlab.engine.runtime.specs import Security
 from layerlab.engine.runtime.userns import needs_user_namespace
 from layerlab.engine.runtime.users import resolve_user, user_env
 
@@ -60,13 +68,13 @@ class ExecProcess:
             os.kill(self.pid, sig)
 
 
-def exec_process(init_pid, process, *, join_network, stdio=(None, None, None)):
+def exec_process(init_pid, process, *, join_network, security=Security(), stdio=(None, None, None)):
     """Start `process` (a ProcessSpec) in the namespaces of the container whose init is `init_pid`.
 
     join_network is False for a container that shares the host's network
     namespace. stdio holds the fds for the process's 0-2, None to inherit
-    the caller's. The process gets Docker's default capabilities, as the
-    container's init does.
+    the caller's. `security` (the container's, as a Security) gives the
+    process its capabilities, seccomp filter and no_new_privs.
 
     Returns an ExecProcess once the program has been executed. A failure
     before that raises ContainerError, with exit_code 127 for a missing
@@ -76,11 +84,11 @@ def exec_process(init_pid, process, *, join_network, stdio=(None, None, None)):
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
         if needs_user_namespace():
-            pid = _fork_in_user_namespace(init_pid, process, namespace_fds, stdio, (read_fd, write_fd))
+            pid = _fork_in_user_namespace(init_pid, process, security, namespace_fds, stdio, (read_fd, write_fd))
         else:
             pid = _fork_into_pid_namespace(init_pid)
             if pid == 0:
-                _run_child(process, namespace_fds, stdio, read_fd, write_fd)
+                _run_child(process, security, namespace_fds, stdio, read_fd, write_fd)
     except BaseException:
         os.close(read_fd)
         raise
@@ -122,7 +130,7 @@ def _open_namespace(init_pid, name):
         raise ConflictError(f"container process {init_pid} is not running: start the container first") from None
 
 
-def _fork_in_user_namespace(init_pid, process, namespace_fds, stdio, error_pipe):
+def _fork_in_user_namespace(init_pid, process, security, namespace_fds, stdio, error_pipe):
     """Start the process through an intermediate child that joins the container's user namespace; return its pid.
 
     Returns the pid in the caller's PID namespace once the intermediate has
@@ -142,7 +150,8 @@ def _fork_in_user_namespace(init_pid, process, namespace_fds, stdio, error_pipe)
     try:
         intermediate = os.fork()
         if intermediate == 0:
-            _run_intermediate(process, namespace_fds, stdio, error_pipe, (user_fd, pid_fd), (pid_read, pid_write))
+            _run_intermediate(process, security, namespace_fds, stdio, error_pipe, (user_fd, pid_fd),
+                              (pid_read, pid_write))
         os.close(pid_write)
         try:
             text = os.read(pid_read, 32)
@@ -160,7 +169,7 @@ def _fork_in_user_namespace(init_pid, process, namespace_fds, stdio, error_pipe)
     return int(text) if text else None
 
 
-def _run_intermediate(process, namespace_fds, stdio, error_pipe, user_and_pid_fds, pid_pipe):
+def _run_intermediate(process, security, namespace_fds, stdio, error_pipe, user_and_pid_fds, pid_pipe):
     # Runs in the forked intermediate, which has a single thread, and never returns.
     read_fd, write_fd = error_pipe
     user_fd, pid_fd = user_and_pid_fds
@@ -177,7 +186,7 @@ def _run_intermediate(process, namespace_fds, stdio, error_pipe, user_and_pid_fd
             raise ConflictError(f"container process is not running: {error.strerror}") from None
         if pid == 0:
             os.close(pid_write)
-            _run_child(process, namespace_fds, stdio, read_fd, write_fd)
+            _run_child(process, security, namespace_fds, stdio, read_fd, write_fd)
         os.write(pid_write, str(pid).encode())
     except BaseException as error:
         exit_code = 125
@@ -205,12 +214,12 @@ def _fork_into_pid_namespace(init_pid):
     return pid
 
 
-def _run_child(process, namespace_fds, stdio, read_fd, write_fd):
+def _run_child(process, security, namespace_fds, stdio, read_fd, write_fd):
     # Runs in the forked child and never returns: it either execs or exits.
     exit_code = 125
     try:
         os.close(read_fd)
-        _enter_container(process, namespace_fds, stdio)
+        _enter_container(process, security, namespace_fds, stdio)
     except BaseException as error:
         exit_code = getattr(error, "exit_code", 125)
         report_error(write_fd, error)
@@ -218,12 +227,15 @@ def _run_child(process, namespace_fds, stdio, read_fd, write_fd):
         os._exit(exit_code)
 
 
-def _enter_container(process, namespace_fds, stdio):
+def _enter_container(process, security, namespace_fds, stdio):
     # A session of its own keeps the caller's terminal signals away, as for the init.
     os.setsid()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+    # The seccomp program is cached on the host, out of reach once the mount namespace is joined.
+    mask, seccomp_program = prepare_security(security)
 
     # setns(2) into a mount namespace also sets the root and the working
     # directory to the namespace's root, which pivot_root made the container's.
@@ -238,8 +250,7 @@ def _enter_container(process, namespace_fds, stdio):
     _dup_stdio(stdio)
     _close_other_fds_on_exec()
 
-    mask = capabilities.capability_mask(capabilities.capability_set()) & capabilities.permitted_mask()
-    _switch_user(exec_user, mask)
+    apply_security(security, exec_user, mask, seccomp_program)
     _chdir(process.cwd)
     execve(process.args, env)
 

@@ -14,7 +14,7 @@ import signal
 import stat
 
 from layerlab.engine.errors import ContainerError
-from layerlab.engine.runtime import capabilities, cgroups, rootfs, syscalls
+from layerlab.engine.runtime import capabilities, cgroups, rootfs, seccomp, syscalls
 from layerlab.engine.runtime.forking import discard_interrupts
 from layerlab.engine.runtime.users import resolve_user, user_env
 from layerlab.engine.runtime.userns import setgroups_allowed
@@ -44,13 +44,9 @@ def init_container(spec, stdio, kill_with_parent, network_handshake=None):
     if network_handshake is not None:
         network_handshake.notify_ready()
 
-    # A launcher without some capability (root on some hosts lacks
-    # CAP_SYS_RESOURCE) cannot grant it, so --privileged gets what it has.
-    requested = capabilities.capability_set(spec.cap_add, spec.cap_drop, spec.privileged)
-    mask = capabilities.capability_mask(requested) & capabilities.permitted_mask()
-    # libseccomp and the terminal's C modules are on the host, so they are
-    # loaded before pivot_root.
-    seccomp_filter = _prepare_seccomp(spec, mask)
+    # The seccomp program is cached on the host and the terminal's C modules
+    # are loaded from it, so both come before pivot_root.
+    mask, seccomp_program = prepare_security(spec.security)
     if spec.process.terminal:
         from layerlab.engine.runtime import terminal
 
@@ -80,25 +76,33 @@ def init_container(spec, stdio, kill_with_parent, network_handshake=None):
     if network_handshake is not None:
         network_handshake.wait_released()
 
-    # Loaded while CAP_SYS_ADMIN is still effective, so the filter needs no
-    # no_new_privs (runc's order). Every call from here to execve is allowed.
-    if seccomp_filter is not None:
-        seccomp_filter.load()
-    _switch_user(exec_user, mask)
-    if spec.no_new_privileges:
-        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    apply_security(spec.security, exec_user, mask, seccomp_program)
 
     _chdir(spec.process.cwd)
     execve(spec.process.args, env)
 
 
-def _prepare_seccomp(spec, mask):
-    if spec.seccomp != "default" or spec.privileged:
-        return None
-    from layerlab.engine.runtime import seccomp
-
+def prepare_security(security):
+    """Return the capability mask and the seccomp program (None for no filter) that `security` requires."""
+    # A launcher without some capability (root on some hosts lacks
+    # CAP_SYS_RESOURCE) cannot grant it, so --privileged gets what it has.
+    requested = capabilities.capability_set(security.cap_add, security.cap_drop, security.privileged)
+    mask = capabilities.capability_mask(requested) & capabilities.permitted_mask()
+    if security.seccomp != "default" or security.privileged:
+        return mask, None
     names = {name for name, number in capabilities.CAPABILITIES.items() if mask & (1 << number)}
-    return seccomp.prepare(names, spec.no_new_privileges)
+    return mask, seccomp.program(names)
+
+
+def apply_security(security, exec_user, mask, seccomp_program):
+    """Load the seccomp program, become `exec_user` with the capabilities in `mask`, and set no_new_privs."""
+    # Loaded while CAP_SYS_ADMIN is still effective, so the filter needs no
+    # no_new_privs (runc's order). Every call from here to execve is allowed.
+    if seccomp_program is not None:
+        seccomp.install(seccomp_program)
+    _switch_user(exec_user, mask)
+    if security.no_new_privileges:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _set_ulimits(ulimits):

@@ -6,19 +6,26 @@ The data below is the syscall list of moby's profiles/seccomp/default.json
 Python data. Some calls are allowed only when the container has a given
 capability, or only with given argument values, as in that profile.
 
-Loading happens in two steps, because libseccomp lives on the host:
-`prepare` opens the library and builds the filter before pivot_root, and
-`Filter.load` installs it just before the user switch, as runc does.
+Loading happens in two steps, because the filter is built on the host:
+`program` returns the filter as a BPF program before pivot_root, and
+`install` loads it just before the user switch, as runc does. Building the
+program with libseccomp takes several milliseconds, as long as the rest of a
+container start, so each program is cached in the runtime directory under a
+key of its rules and of the libseccomp file that compiled it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import logging
 import os
+import sys
 
 from layerlab.engine.errors import ContainerError
+from layerlab.engine.runtime import syscalls
+from layerlab.engine.runtime.rundir import runtime_dir
 
 log = logging.getLogger(__name__)
 
@@ -178,32 +185,120 @@ def rules_for(capabilities, machine=None):
     return rules
 
 
-class Filter:
-    """A libseccomp filter built in this process and not loaded yet."""
+def program(capabilities) -> bytes:
+    """Return Docker's default filter for a container with `capabilities` as BPF instructions.
 
-    def __init__(self, library, context):
-        self._library = library
-        self._context = context
-
-    def load(self):
-        """Install the filter on the calling thread; it survives execve(2)."""
-        result = self._library.seccomp_load(self._context)
-        if result < 0:
-            raise ContainerError(
-                f"seccomp_load failed: {os.strerror(-result)} (errno {-result}); run with "
-                "--security-opt seccomp=unconfined to start the container without a filter"
-            )
-        self._library.seccomp_release(self._context)
-        self._context = None
-
-
-def prepare(capabilities, no_new_privileges):
-    """Build Docker's default filter for a container with `capabilities` and return a Filter.
-
-    Raises ContainerError when libseccomp is missing. The filter does not
-    set no_new_privs itself, so NoNewPrivs in /proc/PID/status stays 0 as
-    in Docker, unless no_new_privileges is set.
+    Raises ContainerError when libseccomp is missing and the cache has no
+    program for these rules.
     """
+    machine = os.uname().machine
+    rules = rules_for(capabilities, machine)
+    path = _cache_path(rules, machine)
+    if path is not None:
+        try:
+            with open(path, "rb") as cached:
+                instructions = cached.read()
+            if instructions and len(instructions) % _INSTRUCTION_SIZE == 0:
+                return instructions
+        except FileNotFoundError:
+            pass
+
+    compiled = _compile(rules, machine)
+    if path is not None:
+        _store_in_cache(path, compiled)
+    return compiled
+
+
+def install(instructions: bytes) -> None:
+    """Load a program from `program` on the calling thread; it survives execve(2).
+
+    Without no_new_privs the kernel requires CAP_SYS_ADMIN, which the caller
+    still has at this point in runc's order.
+    """
+    buffer = ctypes.create_string_buffer(instructions, len(instructions))
+    header = _SocketFilterProgram(len(instructions) // _INSTRUCTION_SIZE, ctypes.addressof(buffer))
+    try:
+        syscalls.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(header))
+    except OSError as error:
+        raise ContainerError(
+            f"loading the seccomp filter failed: {error.strerror}; run with --security-opt seccomp=unconfined "
+            "to start the container without a filter"
+        ) from None
+
+
+class _SocketFilterProgram(ctypes.Structure):
+    # struct sock_fprog
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+_INSTRUCTION_SIZE = 8  # struct sock_filter
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+_LIBRARY_DIRECTORIES = ("/usr/lib/{triplet}", "/lib/{triplet}", "/usr/lib64", "/lib64", "/usr/lib", "/lib")
+
+
+def _cache_path(rules, machine):
+    """Return the cache file for `rules`, or None when libseccomp's file, part of the key, is not found."""
+    triplet = getattr(sys.implementation, "_multiarch", "")
+    for directory in _LIBRARY_DIRECTORIES:
+        try:
+            library = os.stat(os.path.join(directory.format(triplet=triplet), LIBRARY))
+        except OSError:
+            continue
+        key = repr((rules, machine, _EXTRA_ARCHITECTURES.get(machine), library.st_ino, library.st_size,
+                    library.st_mtime_ns))
+        return os.path.join(runtime_dir("seccomp"), hashlib.sha256(key.encode()).hexdigest() + ".bpf")
+    return None
+
+
+def _store_in_cache(path, compiled):
+    # A concurrent start may write the same file: each writes its own and renames it into place.
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "wb") as stream:
+            stream.write(compiled)
+        os.rename(temporary, path)
+    except OSError as error:
+        log.debug("seccomp: cannot cache the compiled filter in %s: %s", path, error)
+
+
+def _compile(rules, machine) -> bytes:
+    library = _open_library()
+    context = library.seccomp_init(_errno_action(errno.EPERM))
+    if not context:
+        raise ContainerError("seccomp_init failed: libseccomp could not allocate a filter")
+    try:
+        # No no_new_privs from the filter: NoNewPrivs in /proc/PID/status stays 0 as in Docker.
+        library.seccomp_attr_set(context, _SCMP_FLTATR_CTL_NNP, 0)
+        for name in _EXTRA_ARCHITECTURES.get(machine, ()):
+            architecture = library.seccomp_arch_resolve_name(name.encode())
+            # EEXIST: the architecture is there already; other failures leave
+            # only the native table, which the filter's default still covers.
+            if architecture and library.seccomp_arch_add(context, architecture) not in (0, -errno.EEXIST):
+                log.debug("seccomp: cannot add architecture %s to the filter", name)
+        for name, action, comparisons in rules:
+            _add_rule(library, context, name, action, comparisons)
+        return _export(library, context)
+    finally:
+        library.seccomp_release(context)
+
+
+def _export(library, context) -> bytes:
+    descriptor = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+    try:
+        result = library.seccomp_export_bpf(context, descriptor)
+        if result < 0:
+            raise ContainerError(f"seccomp_export_bpf failed: {os.strerror(-result)}")
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(descriptor, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)
+
+
+def _open_library():
     try:
         library = ctypes.CDLL(LIBRARY)
     except OSError:
@@ -220,25 +315,9 @@ def prepare(capabilities, no_new_privileges):
     library.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     library.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
                                                ctypes.POINTER(_ArgumentComparison)]
-    library.seccomp_load.argtypes = [ctypes.c_void_p]
+    library.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     library.seccomp_release.argtypes = [ctypes.c_void_p]
-
-    context = library.seccomp_init(_errno_action(errno.EPERM))
-    if not context:
-        raise ContainerError("seccomp_init failed: libseccomp could not allocate a filter")
-    library.seccomp_attr_set(context, _SCMP_FLTATR_CTL_NNP, 1 if no_new_privileges else 0)
-
-    machine = os.uname().machine
-    for name in _EXTRA_ARCHITECTURES.get(machine, ()):
-        architecture = library.seccomp_arch_resolve_name(name.encode())
-        # EEXIST: the architecture is there already; other failures leave
-        # only the native table, which the filter's default still covers.
-        if architecture and library.seccomp_arch_add(context, architecture) not in (0, -errno.EEXIST):
-            log.debug("seccomp: cannot add architecture %s to the filter", name)
-
-    for name, action, comparisons in rules_for(capabilities, machine):
-        _add_rule(library, context, name, action, comparisons)
-    return Filter(library, context)
+    return library
 
 
 _OPERATORS = {"ne": _SCMP_CMP_NE, "eq": _SCMP_CMP_EQ, "masked_eq": _SCMP_CMP_MASKED_EQ}

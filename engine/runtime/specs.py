@@ -49,6 +49,20 @@ class Resources:
     pids_limit: int = 0
 
 
+@dataclass(frozen=True)
+class Security:
+    """What a container's processes may do: their capabilities, seccomp filter and no_new_privs.
+
+    `exec` gives the processes it starts the same as the container's init.
+    """
+
+    cap_add: tuple[str, ...] = ()  # capability names such as "NET_ADMIN", "CAP_NET_ADMIN" or "ALL"
+    cap_drop: tuple[str, ...] = ()
+    privileged: bool = False
+    no_new_privileges: bool = False  # Docker's --security-opt no-new-privileges
+    seccomp: str = ""  # "default" loads Docker's default profile; "" or "unconfined" loads none
+
+
 @dataclass
 class ContainerSpec:
     """Everything `start` needs to create and run one container."""
@@ -78,3 +92,8 @@ class ContainerSpec:
     # master fd on it, as runc's --console-socket. `start` fills it in.
     console_socket: int = -1
     cgroup_paths: tuple[str, ...] = ()  # cgroups the init joins; `start` creates them from `resources`
+
+    @property
+    def security(self) -> Security:
+        return Security(tuple(self.cap_add), tuple(self.cap_drop), self.privileged, self.no_new_privileges,
+                        self.seccomp)

@@ -437,6 +437,36 @@ def test_seccomp_unconfined(busybox, cli):
     assert status_field(result.stdout, "Seccomp") == "0"
 
 
+def test_exec_has_the_containers_security(busybox, cli):
+    cli("run", "-d", "--network", "none", "--name", "t", "--cap-add", "NET_ADMIN", "--cap-drop", "CHOWN",
+        "--security-opt", "no-new-privileges", "busybox", "sleep", "60")
+    try:
+        init = cli("exec", "t", "cat", "/proc/1/status").stdout
+        joined = cli("exec", "t", "cat", "/proc/self/status").stdout
+        blocked = cli("exec", "t", "unshare", "-m", "true")
+        privileged = cli("exec", "--privileged", "t", "cat", "/proc/self/status").stdout
+    finally:
+        cli("rm", "-f", "t")
+
+    for field in ("CapEff", "CapBnd", "Seccomp", "NoNewPrivs"):
+        assert status_field(joined, field) == status_field(init, field), field
+    assert status_field(joined, "Seccomp") == "2"
+    assert "Operation not permitted" in blocked.stderr
+    assert status_field(privileged, "Seccomp") == "0"
+    assert int(status_field(privileged, "CapEff"), 16) > int(status_field(joined, "CapEff"), 16)
+
+
+def test_exec_in_unconfined_container_has_no_filter(busybox, cli):
+    cli("run", "-d", "--network", "none", "--name", "t", "--security-opt", "seccomp=unconfined", "busybox",
+        "sleep", "60")
+    try:
+        joined = cli("exec", "t", "cat", "/proc/self/status").stdout
+    finally:
+        cli("rm", "-f", "t")
+
+    assert status_field(joined, "Seccomp") == "0"
+
+
 def test_security_opt_invalid(busybox, cli):
     result = cli(*RUN, "--security-opt", "bogus", "busybox", "true")
 
