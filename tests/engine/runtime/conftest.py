@@ -86,17 +86,25 @@ def rootfs(busybox_lower, tmp_path):
     return RootfsSpec(lowerdirs=[busybox_lower], upperdir=str(upper), workdir=str(work))
 
 
-def _mount_table():
+def _mount_table(roots):
+    """Return the mounts in this namespace whose mount points are under one of `roots`."""
     with open("/proc/self/mountinfo") as file:
-        return sorted(line.split(" ", 4)[4] for line in file)
+        entries = [line.split(" ", 4)[4] for line in file]
+    return sorted(entry for entry in entries if entry.split(" ", 1)[0].startswith(roots))
 
 
 @pytest.fixture(autouse=True)
-def no_leftovers():
-    """Fail a test that leaves a mount in this namespace or an unreaped child."""
-    before = _mount_table()
+def no_leftovers(tmp_path_factory):
+    """Fail a test that leaves a mount in this namespace or an unreaped child.
+
+    Only mount points the runtime could have made count, under the tests'
+    temporary folders and the runtime directory, so that other programs on
+    the host, such as a second test run, cannot fail the check.
+    """
+    roots = (str(tmp_path_factory.getbasetemp()), "/run/layerlab", "/run/user")
+    before = _mount_table(roots)
     yield
-    assert _mount_table() == before
+    assert _mount_table(roots) == before
 
     try:
         pid, _ = os.waitpid(-1, os.WNOHANG)
