@@ -18,6 +18,7 @@ import pytest
 
 from layerlab.engine import rootfs_builders
 from tests.oracle.dockerd import dockerd_fixture  # noqa: F401 (registers `dockerd`)
+from tests.oracle.podman import podman_fixture  # noqa: F401 (registers `podman`)
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ CACHE_DIR = Path(os.environ.get("LAYERLAB_TEST_CACHE", "/var/tmp/layerlab-test-c
 # `network` marker and `-m 'not network'` deselects them.
 NETWORK_FIXTURES = {"debian_rootfs", "debian_rootfs_tar"}
 DOCKER_FIXTURES = {"dockerd"}
+PODMAN_FIXTURES = {"podman"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -36,6 +38,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.network)
         if fixtures & DOCKER_FIXTURES:
             item.add_marker(pytest.mark.docker)
+        if fixtures & PODMAN_FIXTURES:
+            item.add_marker(pytest.mark.podman)
 
 
 def cache_dir():
