@@ -42,6 +42,18 @@ log = logging.getLogger(__name__)
 
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+# The layer media type for an OCI manifest, by the media type a recorded blob arrived with.
+# A Docker schema 2 layer is the same bytes under another name, but an OCI
+# manifest must use the OCI name: podman 4.3 rejects a Docker name in one
+# when it pushes the image on ("unsupported MIME type for compression").
+OCI_LAYER_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar": "application/vnd.oci.image.layer.v1.tar",
+    OCI_LAYER_GZIP: OCI_LAYER_GZIP,
+    "application/vnd.oci.image.layer.v1.tar+zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": OCI_LAYER_GZIP,
+    "application/vnd.docker.image.rootfs.diff.tar.zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+}
 DEFAULT_CHUNK_SIZE = 16 << 20
 # gzip's default level (6), as Docker uses.
 # TODO: gzip runs at about 24 MB/s and bounds a push; offer zstd or isal when their modules are installed.
@@ -103,6 +115,8 @@ class _Uploader:
             with open(self.engine.store.blob_path(image.id), "rb") as config:
                 self._upload(self._start_upload(), config, image.id, len(config_bytes))
 
+        # NOTE: this manifest is new even for an image pulled from a registry, so pushing a
+        # pulled Docker schema 2 image back to its tag gives the tag a new digest.
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -130,7 +144,8 @@ class _Uploader:
         short = short_id(diff_id)
         self.say(LayerProgress(short, "Preparing"))
         registry = self.reference.registry
-        known = self.blob_info.known(diff_id, registry)
+        # A blob of another media type (foreign, or one this table lacks) is compressed and pushed anew.
+        known = [blob for blob in self.blob_info.known(diff_id, registry) if blob.media_type in OCI_LAYER_TYPES]
 
         for blob in known:
             if blob.repository == self.repository and self._exists(blob.digest):
@@ -253,7 +268,7 @@ class _Uploader:
 
 
 def _descriptor(blob: CompressedBlob) -> dict:
-    return {"mediaType": blob.media_type, "digest": blob.digest, "size": blob.size}
+    return {"mediaType": OCI_LAYER_TYPES[blob.media_type], "digest": blob.digest, "size": blob.size}
 
 
 def _gzip_blob(store, diff_id: str, target) -> tuple[str, int]:

@@ -4,12 +4,15 @@ Each test module gets its own registry process with its storage in a
 temporary directory. The fixture stops that process when the module ends.
 """
 
+import hashlib
+import json
 import logging
 import os
 import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +80,43 @@ class RegistryServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+# The manifest types that Docker, podman and layerlab push; the registry picks the stored one.
+MANIFEST_ACCEPT = ", ".join([
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+])
+
+
+@dataclass
+class StoredManifest:
+    """A manifest as the registry serves it: `digest` is the sha256 of `data`."""
+
+    media_type: str
+    digest: str
+    data: bytes
+
+    @property
+    def document(self):
+        return json.loads(self.data)
+
+
+def stored_manifest(server, repository, reference):
+    """GET `repository:reference` from the registry, checking its digest header against its bytes."""
+    request = urllib.request.Request(f"http://{server.host}/v2/{repository}/manifests/{reference}",
+                                     headers={"Accept": MANIFEST_ACCEPT})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        data = response.read()
+        header_digest = response.headers["Docker-Content-Digest"]
+        media_type = response.headers["Content-Type"].split(";")[0]
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert header_digest == digest, (
+        f"the registry names {repository}:{reference} {header_digest}, but its bytes hash to {digest}"
+    )
+    return StoredManifest(media_type, digest, data)
 
 
 def start_registry(tmp_path_factory, extra_config=""):

@@ -9,9 +9,10 @@ import pytest
 from layerlab.engine.api import Engine
 from layerlab.engine.errors import NotFoundError
 from layerlab.engine.registry.client import RegistryClient
+from layerlab.engine.registry.manifests import DOCKER_MANIFEST, OCI_MANIFEST
 from layerlab.engine.registry.pull import pull
-from layerlab.engine.registry.push import push
-from tests.engine.registry.conftest import import_busybox, skopeo
+from layerlab.engine.registry.push import OCI_LAYER_GZIP, push
+from tests.engine.registry.conftest import import_busybox, skopeo, stored_manifest
 
 
 def raw_manifest(host, repository, tag):
@@ -129,6 +130,46 @@ def test_skopeo_push_then_layerlab_pull(engine, busybox, registry, tmp_path):
 
     assert result.image.id == busybox.id
     assert other.image(target).diff_ids == busybox.diff_ids
+
+
+def put_manifest(registry, repository, tag, document, media_type):
+    """PUT `document` as the manifest `repository:tag`, bypassing layerlab's push."""
+    client = RegistryClient(registry.host)
+    client.add_scope(repository, "pull,push")
+    client.request("PUT", f"/v2/{repository}/manifests/{tag}", body=json.dumps(document).encode(), expect=(201,),
+                   headers={"Content-Type": media_type}).read()
+    client.close()
+
+
+def test_push_names_docker_layers_by_oci_type(engine, busybox, registry, tmp_path):
+    # The same layer blobs under a Docker schema 2 manifest, as `docker push` makes it.
+    oci_name = f"{registry.host}/lab/docker-made:oci"
+    engine.tag("busybox", oci_name)
+    push(engine, oci_name)
+    oci_manifest = stored_manifest(registry, "lab/docker-made", "oci").document
+    docker_manifest = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {**oci_manifest["config"], "mediaType": "application/vnd.docker.container.image.v1+json"},
+        "layers": [{**layer, "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip"}
+                   for layer in oci_manifest["layers"]],
+    }
+    put_manifest(registry, "lab/docker-made", "1", docker_manifest, DOCKER_MANIFEST)
+    other = Engine(str(tmp_path / "other"))
+    pull(other, f"{registry.host}/lab/docker-made:1")
+    copy = f"{registry.host}/lab/docker-copy:1"
+    other.tag(f"{registry.host}/lab/docker-made:1", copy)
+    lines = []
+
+    push(other, copy, progress=lines.append)
+
+    pushed = stored_manifest(registry, "lab/docker-copy", "1")
+    assert any("Mounted from lab/docker-made" in line for line in lines), lines
+    assert pushed.media_type == OCI_MANIFEST
+    assert [layer["mediaType"] for layer in pushed.document["layers"]] == [OCI_LAYER_GZIP]
+    assert [layer["digest"] for layer in pushed.document["layers"]] == [
+        layer["digest"] for layer in docker_manifest["layers"]
+    ]
 
 
 def put_index(registry, repository, tag, platforms):
