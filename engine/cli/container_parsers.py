@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-from layerlab.engine.control import DEFAULT_STOP_TIMEOUT
-
 
 def add_commands(sub) -> None:
     for add in (_attach, _start, _stop, _kill, _restart, _wait, _logs, _exec, _top, _cp, _export, _rename, _pause,
@@ -58,8 +56,10 @@ def _start(sub):
 
 
 def _add_time(parser):
-    parser.add_argument("-t", "--time", type=int, default=DEFAULT_STOP_TIMEOUT,
-                        help=f"seconds to wait for the container to stop before killing it (default {DEFAULT_STOP_TIMEOUT})")
+    # Without -t the container's --stop-timeout applies, else 10 seconds, as in Docker.
+    parser.add_argument("-t", "--time", type=int, default=None,
+                        help="seconds to wait for the container to stop before killing it "
+                             "(default: the container's --stop-timeout, else 10)")
 
 
 def _stop(sub):

@@ -10,6 +10,7 @@ import pty
 import resource
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -173,6 +174,20 @@ def test_stop_uses_stop_signal(busybox, cli):
 
     assert stop.returncode == 0
     assert code == "42"
+
+
+def test_stop_waits_the_containers_stop_timeout(busybox, cli):
+    # The shell ignores TERM, so only the kill after the grace period ends it.
+    cli("run", "-d", "--network", "none", "--name", "t", "--stop-timeout", "1", "busybox", "sh", "-c",
+        "trap '' TERM; while true; do sleep 0.1; done")
+
+    stop = cli("--debug", "stop", "t")
+    code = cli("inspect", "-f", "{{.State.ExitCode}}", "t").stdout.strip()
+    cli("rm", "-f", "t")
+
+    assert stop.returncode == 0
+    assert code == "137"
+    assert "did not stop within 1 seconds; killing it" in stop.stderr
 
 
 # -v, --mount and --tmpfs
