@@ -67,7 +67,8 @@ class _Decompressor:
                     "this layer is zstd-compressed and the Python module `zstandard` is not installed: "
                     "run `pip install zstandard`"
                 ) from None
-            self._zstd = zstandard.ZstdDecompressor().decompressobj()
+            self._zstd_decompressor = zstandard.ZstdDecompressor()
+            self._zstd = self._zstd_decompressor.decompressobj()
         elif compression != "none":
             raise InvalidArgumentError(f"unknown layer compression {compression!r}: expected gzip, zstd or none")
 
@@ -85,7 +86,7 @@ class _Decompressor:
         if self.compression == "none":
             return data
         if self.compression == "zstd":
-            return self._zstd.decompress(data)
+            return self._feed_zstd(data)
         output = [self._zlib.decompress(data)]
         # A gzip file may hold several members one after another (pigz, concatenated streams).
         while self._zlib.eof and self._zlib.unused_data:
@@ -94,12 +95,28 @@ class _Decompressor:
             output.append(self._zlib.decompress(rest))
         return b"".join(output)
 
+    def _feed_zstd(self, data: bytes) -> bytes:
+        # A zstd stream may hold several frames (concatenated `zstd` output,
+        # or zstd:chunked with its skippable metadata frames). One
+        # decompressobj stops at the end of its frame, keeps the bytes after
+        # it in `unused_data` and raises on further input, so each frame gets a new one.
+        if self._zstd.eof:
+            self._zstd = self._zstd_decompressor.decompressobj()
+        output = [self._zstd.decompress(data)]
+        while self._zstd.eof and self._zstd.unused_data:
+            rest = self._zstd.unused_data
+            self._zstd = self._zstd_decompressor.decompressobj()
+            output.append(self._zstd.decompress(rest))
+        return b"".join(output)
+
     def finish(self) -> bytes:
         if self.compression == "gzip":
             tail = self._zlib.flush()
             if not self._zlib.eof:
                 raise BlobMismatchError("gzip stream ended early: the layer is truncated")
             return tail
+        if self.compression == "zstd" and not self._zstd.eof:
+            raise BlobMismatchError("zstd stream ended early: the layer is truncated")
         return b""
 
 

@@ -6,14 +6,18 @@ import http.server
 import io
 import json
 import os
+import sys
 import tarfile
 import threading
 
 import pytest
+import zstandard
 
 from layerlab.engine.errors import LayerlabError
 from layerlab.engine.registry.pull import pull
 from layerlab.engine.registry.search import search
+
+OCI_ZSTD_LAYER = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 
 def sha256(data):
@@ -84,14 +88,21 @@ class FakeRegistry:
     def host(self):
         return f"127.0.0.1:{self.server.server_address[1]}"
 
-    def add_image(self, repository, tag, layer_body=None, layer_media_type="application/vnd.oci.image.layer.v1.tar+gzip"):
-        """Add a one-layer image; `layer_body` replaces the layer bytes served, keeping the manifest's digest."""
+    def add_image(self, repository, tag, layer_body=None, layer_media_type="application/vnd.oci.image.layer.v1.tar+gzip",
+                  compress=None):
+        """Add a one-layer image; `layer_body` replaces the layer bytes served, keeping the manifest's digest.
+
+        `compress` turns the layer tar into the blob that the manifest
+        describes (gzip unless given), so a broken blob can have a matching digest.
+        """
         tar = layer_tar()
-        compressed = gzip.compress(tar, mtime=0)
+        compressed = compress(tar) if compress else gzip.compress(tar, mtime=0)
         config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
                              "rootfs": {"type": "layers", "diff_ids": [sha256(tar)]}}).encode()
         self.blobs[sha256(config)] = config
         self.blobs[sha256(compressed)] = compressed
+        # Blobs are keyed by digest, so an earlier test's override of the same blob must not leak into this one.
+        self.bodies.pop(sha256(compressed), None)
         if layer_body is not None:
             self.bodies[sha256(compressed)] = layer_body(compressed)
         manifest = json.dumps({
@@ -179,18 +190,101 @@ def test_manifest_digest_mismatch_rejected(engine, fake):
     assert not engine.images.entries()
 
 
-def test_zstd_layer_needs_module(engine, fake):
-    try:
-        import zstandard  # noqa: F401
-        pytest.skip("zstandard is installed: the missing-module error cannot be shown")
-    except ImportError:
-        pass
-    _, diff_id = fake.add_image("zstd/app", "1", layer_media_type="application/vnd.oci.image.layer.v1.tar+zstd")
+def zstd_frames(*parts, checksum=False):
+    compressor = zstandard.ZstdCompressor(write_checksum=checksum)
+    return b"".join(compressor.compress(part) for part in parts)
 
-    with pytest.raises(LayerlabError, match="zstandard"):
+
+def zstd_layer(tar):
+    return zstd_frames(tar)
+
+
+def add_zstd_image(fake, repository, compress=zstd_layer, layer_body=None):
+    return fake.add_image(repository, "1", layer_media_type=OCI_ZSTD_LAYER, compress=compress, layer_body=layer_body)
+
+
+def test_zstd_layer_pulls(engine, fake):
+    image_id, diff_id = add_zstd_image(fake, "zstd/good")
+
+    result = pull(engine, f"{fake.host}/zstd/good:1")
+
+    assert result.image.id == image_id
+    assert engine.store.has_blob(diff_id)
+
+
+def test_zstd_layer_of_several_frames_pulls(engine, fake):
+    def three_frames(tar):
+        return zstd_frames(tar[:1000], tar[1000:5000], tar[5000:])
+
+    image_id, diff_id = add_zstd_image(fake, "zstd/frames", compress=three_frames)
+
+    result = pull(engine, f"{fake.host}/zstd/frames:1")
+
+    assert result.image.id == image_id
+    assert engine.store.has_blob(diff_id)
+
+
+def test_zstd_layer_needs_module(engine, fake, monkeypatch):
+    # None in sys.modules makes `import zstandard` raise ImportError, as on a host without the module.
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    _, diff_id = add_zstd_image(fake, "zstd/app")
+
+    with pytest.raises(LayerlabError, match="pip install zstandard"):
         pull(engine, f"{fake.host}/zstd/app:1")
 
     assert stored_nothing(engine, diff_id)
+
+
+def test_zstd_truncated_download_stores_nothing(engine, fake):
+    _, diff_id = add_zstd_image(fake, "zstd/short-download", layer_body=lambda data: data[: len(data) // 2])
+
+    with pytest.raises(LayerlabError, match="truncated"):
+        pull(engine, f"{fake.host}/zstd/short-download:1")
+
+    assert stored_nothing(engine, diff_id)
+
+
+def test_zstd_cut_stream_stores_nothing(engine, fake):
+    # The manifest describes the cut blob, so only the decompressor can notice the missing end.
+    _, diff_id = add_zstd_image(fake, "zstd/cut", compress=lambda tar: zstd_layer(tar)[:-8])
+
+    with pytest.raises(LayerlabError, match="zstd stream ended early"):
+        pull(engine, f"{fake.host}/zstd/cut:1")
+
+    assert stored_nothing(engine, diff_id)
+
+
+def test_zstd_corrupt_frame_stores_nothing(engine, fake):
+    def corrupt(tar):
+        data = bytearray(zstd_frames(tar, checksum=True))
+        data[len(data) // 2] ^= 0xFF
+        return bytes(data)
+
+    _, diff_id = add_zstd_image(fake, "zstd/corrupt", compress=corrupt)
+
+    with pytest.raises(LayerlabError, match="not valid zstd|diff ID"):
+        pull(engine, f"{fake.host}/zstd/corrupt:1")
+
+    assert stored_nothing(engine, diff_id)
+
+
+def test_zstd_media_type_on_gzip_rejected(engine, fake):
+    _, diff_id = add_zstd_image(fake, "zstd/not-zstd", compress=lambda tar: gzip.compress(tar, mtime=0))
+
+    with pytest.raises(LayerlabError, match="not valid zstd"):
+        pull(engine, f"{fake.host}/zstd/not-zstd:1")
+
+    assert stored_nothing(engine, diff_id)
+
+
+def test_zstd_broken_layer_cli_error(cli, fake):
+    add_zstd_image(fake, "zstd/cli", compress=lambda tar: zstd_layer(tar)[:-8])
+
+    result = cli("pull", f"{fake.host}/zstd/cli:1")
+
+    assert result.returncode != 0
+    assert "zstd stream ended early" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_search_docker_hub_api(fake):
