@@ -126,6 +126,22 @@ def start_registry(tmp_path_factory, extra_config=""):
     return RegistryServer(directory, free_port(), extra_config=extra_config).start()
 
 
+def start_token_registry(tmp_path_factory, token_server):
+    """Start `token_server` and a docker-registry that trusts its tokens; return the registry.
+
+    The caller stops both. `token_server` is a `token_server.TokenServer`.
+    """
+    bundle = tmp_path_factory.mktemp("token-signer") / "token-signer.crt"
+    bundle.write_bytes(token_server.certificate_pem())
+    token_server.start()
+    try:
+        return start_registry(tmp_path_factory, token_server.registry_config(bundle))
+    except BaseException:
+        # Also when start_registry skips the module: the server thread must not outlive it.
+        token_server.stop()
+        raise
+
+
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     server = start_registry(tmp_path_factory)
