@@ -4,8 +4,11 @@ After a 401, the client reads the `WWW-Authenticate` challenge and sends
 the request once more with an Authorization header. For a `Bearer`
 challenge it sends the stored credentials (if any) to the token server
 named in `realm` and uses the token that server returns. For a `Basic`
-challenge it sends the credentials themselves. Tokens are cached per
-set of scopes for the life of the client. Redirects (blob downloads served
+challenge it sends the credentials themselves. The client keeps one
+token for the union of the scopes requested so far (its own and those the
+registry's challenges name), with the actions of one resource merged, so
+every later request reuses it. A new scope or action drops that token, and
+the next request fetches one that covers everything. Redirects (blob downloads served
 from object storage) are followed, and the Authorization header is dropped
 when a redirect leaves the registry's host.
 """
@@ -83,19 +86,28 @@ class RegistryClient:
         self._use_stored = use_stored_credentials and credentials is None
         self._scheme: str | None = None
         self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
-        self._scopes: set[str] = set()
+        # (type, name) -> actions, for example ("repository", "lab/app") -> {"pull", "push"}.
+        self._scopes: dict[tuple[str, str], set[str]] = {}
         self._authorization: str | None = None
 
     # Public surface
 
     def add_scope(self, name: str, actions: str, kind: str = "repository") -> None:
         """Ask for `actions` ("pull", "pull,push", "*") on `kind:name` in the next token request."""
-        scope = f"{kind}:{name}:{actions}"
-        if scope not in self._scopes:
-            self._scopes.add(scope)
+        if self._merge_scope(kind, name, actions.split(",")):
             # A token for fewer scopes would fail the new request, so ask again.
             if self._authorization and self._authorization.startswith("Bearer "):
                 self._authorization = None
+
+    def _merge_scope(self, kind: str, name: str, actions) -> bool:
+        """Add actions on one resource to the token's scopes; return whether any was new."""
+        granted = self._scopes.setdefault((kind, name), set())
+        new = set(actions) - granted
+        granted.update(new)
+        return bool(new)
+
+    def _scope_params(self) -> list[str]:
+        return [f"{kind}:{name}:{','.join(sorted(actions))}" for (kind, name), actions in sorted(self._scopes.items())]
 
     @property
     def base_url(self) -> str:
@@ -120,10 +132,19 @@ class RegistryClient:
         if response.status == 404:
             raise NotFoundError(f"{method} {_display(url)} on {self.registry}: {message}")
         if response.status in (401, 403):
-            raise AuthenticationError(
-                f"{self.registry} denied {method} {_display(url)}: {message}: run `layerlab login {self.registry}`"
-            )
+            raise AuthenticationError(self._denial(method, url, response, message))
         raise RegistryError(f"{method} {_display(url)} on {self.registry} failed: {message}")
+
+    def _denial(self, method: str, url: str, response, message: str) -> str:
+        """Return the error message for a 401 or 403 that remained after the retry with fresh credentials."""
+        challenge = parse_challenge(response.getheader("WWW-Authenticate", ""))
+        scopes = [_parse_scope(scope) for scope in challenge.params.get("scope", "").split()]
+        if challenge.params.get("error") == "insufficient_scope" and scopes:
+            # A token was issued but lacks an action, as token servers grant only what the user may do.
+            holder = f"user {self._credentials.username!r}" if self._credentials else "anonymous access"
+            needed = " ".join(f"{kind}:{name}:{','.join(sorted(actions))}" for kind, name, actions in scopes)
+            message = f"the token server did not grant {holder} {needed}"
+        return f"{self.registry} denied {method} {_display(url)}: {message}: run `layerlab login {self.registry}`"
 
     def check_login(self) -> None:
         """Send `GET /v2/`, authenticating as asked; raise AuthenticationError if the credentials fail."""
@@ -177,11 +198,16 @@ class RegistryClient:
         realm = challenge.params.get("realm")
         if not realm:
             raise AuthenticationError(f"{self.registry} sent a Bearer challenge without a realm")
-        scopes = set(self._scopes)
-        if challenge.params.get("scope"):
-            scopes.update(challenge.params["scope"].split(" "))
+        realm_parts = urllib.parse.urlsplit(realm)
+        if realm_parts.scheme not in ("http", "https") or not realm_parts.netloc:
+            raise AuthenticationError(f"{self.registry} sent a Bearer challenge whose realm {realm!r} is not an HTTP URL")
+        # The challenge names what the failed request needs, "type:name:actions" with
+        # several scopes separated by spaces. Keeping it means later requests reuse the token.
+        for kind, name, actions in map(_parse_scope, challenge.params.get("scope", "").split()):
+            if kind and name and actions:
+                self._merge_scope(kind, name, actions)
         query = [("service", challenge.params["service"])] if challenge.params.get("service") else []
-        query += [("scope", scope) for scope in sorted(scopes)]
+        query += [("scope", scope) for scope in self._scope_params()]
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
 
         headers = {}
@@ -189,19 +215,43 @@ class RegistryClient:
             headers["Authorization"] = "Basic " + _basic(credentials)
         response = self._send("GET", url, headers, None)
         content = response.read()
+        log.debug("token server %s for %s returned HTTP %d", _display(url), self.registry, response.status)
+        if response.status in (401, 403) and credentials is None:
+            raise AuthenticationError(
+                f"the token server for {self.registry} requires a login: run `layerlab login {self.registry}`"
+            )
         if response.status in (401, 403):
             raise AuthenticationError(
-                f"the token server for {self.registry} rejected the credentials: run `layerlab login {self.registry}`"
+                f"the token server for {self.registry} rejected the credentials of {credentials.username!r}: "
+                f"run `layerlab login {self.registry}`"
             )
         if response.status != 200:
             raise AuthenticationError(
-                f"the token server for {self.registry} failed: {error_message(response.status, content)}"
+                f"the token server {_display(url)} for {self.registry} failed: {error_message(response.status, content)}"
             )
+        return self._token_from(content, url)
+
+    def _token_from(self, content: bytes, url: str) -> str:
+        """Return the token from a token server's JSON reply (`token`, else OAuth2's `access_token`)."""
         try:
             answer = json.loads(content)
-            return answer.get("token") or answer["access_token"]
-        except (ValueError, KeyError, AttributeError):
-            raise AuthenticationError(f"the token server for {self.registry} returned no token") from None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            # Only the size is shown: a broken reply may still hold part of a token.
+            problem = f"the reply ({len(content)} bytes) is not a JSON object"
+            token = None
+        else:
+            token = answer.get("token") or answer.get("access_token")
+            token = token.strip() if isinstance(token, str) else None
+            problem = "the reply has no \"token\" or \"access_token\" string"
+        # The token goes into an HTTP header, so it must be visible ASCII with no spaces.
+        if token is not None and not re.fullmatch(r"[\x21-\x7e]+", token):
+            problem = "the token contains spaces or characters that cannot go in an HTTP header"
+            token = None
+        if token is None:
+            raise AuthenticationError(f"the token server {_display(url)} for {self.registry} returned no usable token: {problem}")
+        return token
 
     # Transport
 
@@ -278,6 +328,13 @@ class RegistryClient:
                 self._drop_connection(scheme, netloc)
                 raise RegistryError(f"cannot reach {scheme}://{netloc}: {error}") from None
         raise AssertionError("unreachable")
+
+
+def _parse_scope(scope: str) -> tuple[str, str, list[str]]:
+    """Split a token scope, `type:name:actions` (`repository:lab/app:pull,push`), into its parts."""
+    resource, _, actions = scope.rpartition(":")
+    kind, _, name = resource.partition(":")
+    return kind, name, [action for action in actions.split(",") if action]
 
 
 def _basic(credentials: Credentials) -> str:
