@@ -176,6 +176,12 @@ class BuildRun:
             return built[name.lower()]
         if name == SCRATCH:
             return None
+        try:
+            return self.engine.images.resolve(name)
+        except (NotFoundError, InvalidArgumentError):
+            pass
+
+        # The registry client takes milliseconds to import, so only a base image missing from the store pays for it.
         from layerlab.engine.registry.pull import image_or_pull
 
         def show_pull(text: str) -> None:

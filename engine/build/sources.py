@@ -8,7 +8,6 @@ content hash is the step's cache key material, as the build context's is.
 
 from __future__ import annotations
 
-import email.utils
 import errno
 import glob
 import hashlib
@@ -21,7 +20,6 @@ import posixpath
 import shutil
 import stat
 import urllib.parse
-import urllib.request
 
 from layerlab.engine.errors import DockerfileError, InvalidArgumentError, NotFoundError
 
@@ -166,6 +164,10 @@ def download(url: str, staging: str, checksum: str | None, *, where: dict) -> st
     `where` holds the DockerfileError location (path, line, instruction).
     The file's mtime is the response's Last-Modified header when it has one.
     """
+    # Only ADD with a URL needs the HTTP client, so other builds do not import it.
+    import email.utils
+    import urllib.request
+
     name = posixpath.basename(urllib.parse.urlsplit(url).path) or "__unnamed__"
     path = os.path.join(staging, name)
     digest = hashlib.sha256()
