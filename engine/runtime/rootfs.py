@@ -11,6 +11,7 @@ import stat
 
 from layerlab.engine.runtime import syscalls
 from layerlab.engine.runtime.devices import mount_dev
+from layerlab.engine.runtime.mountinfo import remount_tree_readonly
 from layerlab.engine.runtime.mountpoints import ensure_mountpoint
 from layerlab.engine.runtime.overlay import mount_overlay
 from layerlab.engine.runtime.rundir import runtime_dir
@@ -176,9 +177,9 @@ def _make_tree_readonly(path):
     except syscalls.SyscallError as error:
         if error.errno != errno.ENOSYS:
             raise
-        # Before Linux 5.12 only the top mount can be made read-only.
-        # TODO: walk /proc/self/mountinfo and remount each submount read-only.
-        syscalls.mount(None, path, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
+        # Before Linux 5.12 a remount changes one mount at a time, so each
+        # mount of the tree is found in mountinfo and remounted.
+        remount_tree_readonly(path)
 
 
 def mask_paths(root):
