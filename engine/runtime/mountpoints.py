@@ -16,9 +16,11 @@ def ensure_mountpoint(root, path, directory=True):
     directory or an empty file. A symlink on the way raises ContainerError,
     because the host would resolve it against its own root and mount over a
     host path.
+
+    What this creates lands in the container's upper directory, so `diff`,
+    `commit` and `export` show it, as with Docker 20.10, whose runc creates
+    missing mount points in the container's layer too.
     """
-    # TODO: created mount points land in the upper directory, so `diff` and
-    # `commit` see them. Docker hides them in a separate init layer.
     components = [part for part in path.split("/") if part]
     current = root
     for index, name in enumerate(components):
@@ -43,4 +45,6 @@ def _create(path, directory):
     if directory:
         os.mkdir(path, 0o755)
     else:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+        # Mode 0755, as runc gives a file mount point, so that a committed
+        # image matches Docker's.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o755))
