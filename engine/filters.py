@@ -58,8 +58,13 @@ def container_status(record) -> str:
     return record.state.status
 
 
-def container_matches(engine, record, filters: dict[str, list[str]], labels: dict[str, str]) -> bool:
-    """Check one refreshed container record against parsed `ps` filters."""
+def container_matches(engine, record, filters: dict[str, list[str]], labels: dict[str, str],
+                      ancestor_ids: set[str] | None = None) -> bool:
+    """Check one refreshed container record against parsed `ps` filters.
+
+    `ancestor_ids` is ancestor_image_ids() of the `ancestor` values, computed
+    here when the caller passes None.
+    """
     if "status" in filters and container_status(record) not in filters["status"]:
         return False
     if "name" in filters and not any(re.search(pattern, record.name) for pattern in filters["name"]):
@@ -71,21 +76,43 @@ def container_matches(engine, record, filters: dict[str, list[str]], labels: dic
             return False
     if "label" in filters and not labels_match(labels, filters["label"]):
         return False
-    if "ancestor" in filters and not any(_is_ancestor(engine, name, record) for name in filters["ancestor"]):
-        return False
+    if "ancestor" in filters:
+        if ancestor_ids is None:
+            ancestor_ids = ancestor_image_ids(engine, filters["ancestor"])
+        if record.image_id not in ancestor_ids:
+            return False
     return True
 
 
-def _is_ancestor(engine, name: str, record) -> bool:
-    # TODO: Docker also matches containers of images built on top of `name`;
-    # only the container's own image is compared here.
-    if name == record.image:
-        return True
-    try:
-        image_id = engine.image(name).id
-    except (NotFoundError, InvalidArgumentError):
-        return False
-    return image_id == record.image_id
+def ancestor_image_ids(engine, names: list[str]) -> set[str]:
+    """Return the IDs of the images that `names` resolve to and of every image built on top of one.
+
+    As in Docker 20.10, an image is built on top of another when its chain
+    of recorded parents, which `commit` and `build` write, reaches it. Sharing
+    layers is not enough, so an image with no recorded parent, such as a
+    pulled one, matches only itself. A name that resolves to no image
+    matches nothing, and the name a container was created with is not
+    compared, so a tag that moved to another image no longer matches it.
+    """
+    matched = set()
+    for name in names:
+        try:
+            matched.add(engine.image(name).id)
+        except (NotFoundError, InvalidArgumentError):
+            continue
+    if not matched:
+        return matched
+
+    parents = engine.images.parent_links()
+    for image_id in parents:
+        chain = []
+        current = image_id
+        while current is not None and current not in matched and current not in chain:
+            chain.append(current)
+            current = parents.get(current)
+        if current in matched:
+            matched.update(chain)
+    return matched
 
 
 def image_matches(entry, labels: dict[str, str], filters: dict[str, list[str]]) -> bool:

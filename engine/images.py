@@ -137,6 +137,16 @@ class ImageIndex:
                     return parent
         return None
 
+    def parent_links(self) -> dict[str, str]:
+        """Return {image ID: parent image ID} for every image with a recorded parent, from one read of the index."""
+        links: dict[str, str] = {}
+        for descriptor in self.store.descriptors():
+            image_id = descriptor.annotations.get(ANNOTATION_IMAGE_ID)
+            parent = descriptor.annotations.get(ANNOTATION_PARENT)
+            if image_id and parent:
+                links.setdefault(image_id, parent)
+        return links
+
     def known_image_ids(self) -> set[str]:
         return {d.annotations[ANNOTATION_IMAGE_ID] for d in self.store.descriptors() if ANNOTATION_IMAGE_ID in d.annotations}
 

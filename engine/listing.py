@@ -12,7 +12,7 @@ import os
 
 from layerlab.engine.digest import short_id
 from layerlab.engine.errors import NotFoundError
-from layerlab.engine.filters import container_matches, container_status, image_matches
+from layerlab.engine.filters import ancestor_image_ids, container_matches, container_status, image_matches
 from layerlab.engine.humanize import ellipsis, human_size, time_ago
 from layerlab.engine.image import parse_rfc3339
 from layerlab.engine.store import ANNOTATION_CACHE_KEY, ANNOTATION_IMAGE_ID
@@ -62,11 +62,12 @@ def select_containers(engine, *, all: bool, filters: dict[str, list[str]], last:
     """
     records = []
     show_all = all or last > 0 or "status" in filters or "exited" in filters
+    ancestor_ids = ancestor_image_ids(engine, filters["ancestor"]) if "ancestor" in filters else None
     for record in engine.containers.list():
         engine._refresh_state(record)
         if not show_all and record.state.status != "running":
             continue
-        if not container_matches(engine, record, filters, container_labels(engine, record)):
+        if not container_matches(engine, record, filters, container_labels(engine, record), ancestor_ids):
             continue
         records.append(record)
     records.sort(key=lambda record: record.created, reverse=True)
