@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import os
@@ -268,7 +267,9 @@ def _start_and_wait(engine, record: ContainerRecord, spec, stdout, stderr, stdin
     engine.containers.save(record)
     try:
         if container.terminal_fd is not None:
-            _relay_terminal(container.terminal_fd, stdin, stdout, record.interactive)
+            from layerlab.engine.runtime import terminal
+
+            terminal.relay_session(container.terminal_fd, stdin, stdout, record.interactive)
         status = container.wait()
     except BaseException:
         container.kill(9)
@@ -277,21 +278,6 @@ def _start_and_wait(engine, record: ContainerRecord, spec, stdout, stderr, stdin
         raise
     _record_exit(engine, record, status, "")
     return status
-
-
-def _relay_terminal(master: int, stdin, stdout, interactive: bool) -> None:
-    from layerlab.engine.runtime import terminal
-
-    input_fd = None
-    if interactive:
-        input_fd = 0 if stdin is None else stdin
-
-    try:
-        # Raw mode only while our input goes to the container, as the docker CLI does.
-        with terminal.raw_mode(input_fd) if input_fd is not None else contextlib.nullcontext():
-            terminal.relay(master, input_fd, 1 if stdout is None else stdout)
-    finally:
-        os.close(master)
 
 
 def _record_exit(engine, record: ContainerRecord, status: int, error: str) -> None:

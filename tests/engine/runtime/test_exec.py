@@ -1,10 +1,11 @@
 """exec_process: a second process in the namespaces of a running container."""
 
 import os
+import re
 
 import pytest
 
-from layerlab.engine.errors import ConflictError, ContainerError
+from layerlab.engine.errors import ConflictError, ContainerError, InvalidArgumentError
 from layerlab.engine.runtime import ProcessSpec, start
 from layerlab.engine.runtime.exec import exec_process
 
@@ -90,3 +91,79 @@ def test_exec_after_exit_fails(run):
 
     with pytest.raises(ConflictError):
         exec_process(pid, ProcessSpec(args=["true"], env=["PATH=/bin"]), join_network=True)
+
+
+def _read_terminal(master):
+    """Read the terminal's master until every slave fd is closed; return the text."""
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            # EIO: the last slave fd was closed.
+            break
+        if not chunk:
+            break
+        output += chunk
+    return output.decode()
+
+
+def test_exec_terminal_is_containers_pts(sleeper):
+    process = ProcessSpec(args=["sh", "-c", "tty; test -t 0 && test -t 2 && echo all-terminal"], env=["PATH=/bin"],
+                          terminal=True)
+
+    started = exec_process(sleeper.pid, process, join_network=True)
+    try:
+        text = _read_terminal(started.terminal_fd)
+    finally:
+        os.close(started.terminal_fd)
+
+    assert started.wait() == 0
+    assert re.fullmatch(r"/dev/pts/\d+\r\nall-terminal\r\n", text), text
+
+
+def test_exec_terminal_is_controlling(sleeper):
+    # The process leads a session of its own, and the terminal is that session's.
+    process = ProcessSpec(args=["sh", "-c", "cat /proc/$$/stat"], env=["PATH=/bin"], terminal=True)
+
+    started = exec_process(sleeper.pid, process, join_network=True)
+    try:
+        text = _read_terminal(started.terminal_fd)
+    finally:
+        os.close(started.terminal_fd)
+    fields = text[text.rindex(")") + 2:].split()
+
+    assert started.wait() == 0
+    # After the name: state, ppid, pgrp, session, tty_nr (proc(5)).
+    assert fields[3] == text.split()[0]
+    assert fields[4] != "0"
+
+
+def test_exec_detached_goes_to_init(sleeper):
+    read_end, write_end = os.pipe()
+    process = ProcessSpec(args=["sh", "-c", "sleep 0.5; grep PPid /proc/$$/status"], env=["PATH=/bin"])
+    try:
+        started = exec_process(sleeper.pid, process, join_network=True, stdio=(None, write_end, None), detach=True)
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as output:
+        text = output.read().decode()
+
+    assert started is None
+    assert text == "PPid:\t1\n"
+
+
+def test_exec_detached_missing_command_is_127(sleeper):
+    process = ProcessSpec(args=["no-such-command"], env=["PATH=/bin"])
+
+    with pytest.raises(ContainerError) as caught:
+        exec_process(sleeper.pid, process, join_network=True, detach=True)
+
+    assert caught.value.exit_code == 127
+
+
+def test_exec_detached_terminal_rejected(sleeper):
+    process = ProcessSpec(args=["true"], env=["PATH=/bin"], terminal=True)
+
+    with pytest.raises(InvalidArgumentError):
+        exec_process(sleeper.pid, process, join_network=True, detach=True)
