@@ -198,10 +198,19 @@ class Engine:
                 "StopTimeout": record.stop_timeout,
             },
             "HostConfig": dict(record.host_config),
+            "NetworkSettings": {"Networks": self._container_networks(record)},
             "Mounts": [{key: value for key, value in mount.items() if key not in ("Anonymous", "NoCopy", "Options")}
                        for mount in record.mounts],
             "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": record.upperdir, "LowerDir": ":".join(record.lowerdirs)}},
         }
+
+    def _container_networks(self, record: ContainerRecord) -> dict:
+        from layerlab.engine.network import USER_MODES, network_store
+        from layerlab.engine.network.views import container_networks
+
+        without_records = record.network in ("host", "none") or record.network in USER_MODES
+        networks = None if without_records or record.network.startswith("container:") else network_store(self)
+        return container_networks(networks, record, record.state.status == "running")
 
     def remove_container(self, name_or_id: str, *, force: bool = False) -> str:
         from layerlab.engine import control

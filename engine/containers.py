@@ -15,6 +15,7 @@ import os
 import random
 import shlex
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from layerlab.engine.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError
@@ -61,6 +62,8 @@ class ContainerRecord:
     user: str
     hostname: str
     network: str = "host"
+    # Networks added with `network connect`, in connection order. Start attaches them as eth1, eth2, ...
+    networks: list[str] = field(default_factory=list)
     ports: list[str] = field(default_factory=list)  # published ports as "ip:hostport:containerport/proto"
     exposed_ports: list[str] = field(default_factory=list)  # the image's ExposedPorts keys, such as "80/tcp"
     lowerdirs: list[str] = field(default_factory=list)
@@ -131,11 +134,12 @@ class ContainerStore:
     def save(self, record: ContainerRecord) -> None:
         doc = asdict(record)
         doc.pop("path")
-        # Only rename() changes a saved name, so a monitor that saves its
-        # older copy of the record when the container exits keeps the new name.
+        # Only rename() changes a saved name and only change_networks() the saved networks,
+        # so a monitor that saves its older copy of the record when the container exits keeps both.
         stored = self._load(record.path)
         if stored is not None:
             doc["name"] = record.name = stored.name
+            doc["networks"] = record.networks = stored.networks
         _write_json(os.path.join(record.path, "config.json"), doc)
 
     def rename(self, record: ContainerRecord, new_name: str) -> None:
@@ -154,6 +158,21 @@ class ContainerStore:
             doc = asdict(current)
             doc.pop("path")
             _write_json(os.path.join(record.path, "config.json"), doc)
+
+    def change_networks(self, record: ContainerRecord, change: Callable[[list[str]], list[str]]) -> list[str]:
+        """Replace the saved `networks` with `change(saved networks)` under the lock and return the new list.
+
+        `change` may raise to leave the record as it was.
+        """
+        with file_lock(self.lock_path):
+            current = self._load(record.path)
+            if current is None:
+                raise NotFoundError(f"No such container: {record.id}")
+            current.networks = record.networks = change(list(current.networks))
+            doc = asdict(current)
+            doc.pop("path")
+            _write_json(os.path.join(record.path, "config.json"), doc)
+        return record.networks
 
     def list(self) -> list[ContainerRecord]:
         records = []

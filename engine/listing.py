@@ -97,7 +97,7 @@ def container_row(engine, record, *, no_trunc: bool = False, size: bool = False)
         "Label": lambda key: labels.get(key, ""),
         "State": container_status(record),
         "Mounts": "",
-        "Networks": record.network,
+        "Networks": ",".join([record.network] + record.networks),
         "LocalVolumes": "0",
         "Size": "",
     }

@@ -45,7 +45,7 @@ def add_parsers(sub, command) -> None:
     prune.set_defaults(handler="network_prune")
     prune.add_argument("-f", "--force", action="store_true", help="do not prompt (always the case here)")
 
-    connect = group.add_parser("connect", help="connect a running container to a network")
+    connect = group.add_parser("connect", help="connect a container to a network (a stopped one at its next start)")
     connect.set_defaults(handler="network_connect")
     connect.add_argument("network")
     connect.add_argument("container")

@@ -16,7 +16,7 @@ import logging
 import os
 
 from layerlab.engine import procfs
-from layerlab.engine.errors import ConflictError, InvalidArgumentError
+from layerlab.engine.errors import ConflictError, InvalidArgumentError, NotFoundError
 from layerlab.engine.network.attach import Attachment, detach_container
 from layerlab.engine.network.ports import PortBinding, exposed_ports, parse_publish, ports_column, resolve_host_ports
 from layerlab.engine.network.records import DEFAULT_NETWORK, SPECIAL_MODES, Endpoint, Network, NetworkStore
@@ -129,12 +129,25 @@ def attach(engine, record, spec) -> Attachment | None:
     attachment.reserve_ports()
     try:
         attachment.prepare(mode)
+        for name in record.networks:
+            _prepare_connected(attachment, record, name)
     except BaseException:
-        attachment.release_ports()
+        attachment.teardown()
         raise
     spec.network = mode
     spec.network_setup = attachment.setup
     return attachment
+
+
+def _prepare_connected(attachment: Attachment, record, network_name: str) -> None:
+    """Prepare a network that `network connect` added while the container was stopped or before a restart."""
+    try:
+        attachment.prepare(network_name)
+    except NotFoundError:
+        raise NotFoundError(
+            f"network {network_name} not found, but container {record.name} is connected to it. Create the "
+            f"network again or run `layerlab network disconnect {network_name} {record.name}`"
+        ) from None
 
 
 def attach_build(engine, spec) -> Attachment | None:

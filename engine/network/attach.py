@@ -60,15 +60,19 @@ class Attachment:
         self.port_sockets = []
 
     def prepare(self, network_name: str) -> None:
-        """Allocate the container's address on `network_name` and write its hosts and resolv.conf."""
+        """Allocate the container's address on `network_name` and write its hosts and resolv.conf.
+
+        The first network prepared becomes eth0 with the default route, the next ones eth1, eth2, ...
+        """
         if os.geteuid() != 0:
             # TODO: rootless containers need slirp4netns or pasta for a bridge-like network.
             raise InvalidArgumentError(
                 f"network {network_name!r} needs root (bridges and veth pairs); use --network none or host"
             )
         network = self.networks.get(network_name)
-        endpoint = Endpoint(self.container_id, self.name, self.hostname, "", "eth0",
-                            host_veth_name(self.container_id, len(self.joined)), launcher=os.getpid())
+        position = len(self.joined)
+        endpoint = Endpoint(self.container_id, self.name, self.hostname, "", f"eth{position}",
+                            host_veth_name(self.container_id, position), launcher=os.getpid())
         network = self.networks.allocate(network.name, endpoint)
         self.joined.append(network)
         log.info("container %s has address %s on network %s", self.container_id[:12], endpoint.address, network.name)
@@ -155,14 +159,17 @@ def hosts_for(networks: NetworkStore, container_id: str) -> str:
     from layerlab.engine.lifecycle import HOSTS_TEMPLATE
 
     own = None
+    own_interface = ""
     peers: list[tuple[str, list[str]]] = []
     seen = set()
     for network in networks.list():
         endpoint = network.endpoints.get(container_id)
         if endpoint is None:
             continue
-        if own is None:
+        # The container's own name maps to its address on eth0, the interface with the default route.
+        if own is None or _interface_number(endpoint.interface) < _interface_number(own_interface):
             own = (endpoint.address, _names(endpoint))
+            own_interface = endpoint.interface
         if not network.user_defined:
             continue
         for peer in network.endpoints.values():
@@ -180,6 +187,11 @@ def refresh_hosts(networks: NetworkStore, network: Network) -> None:
         path = etcfiles.container_file(os.path.dirname(networks.root), endpoint.container_id, "hosts")
         if os.path.exists(path):
             etcfiles.rewrite_in_place(path, hosts_for(networks, endpoint.container_id))
+
+
+def _interface_number(interface: str) -> int:
+    digits = interface.removeprefix("eth")
+    return int(digits) if digits.isdigit() else 1 << 16
 
 
 def _names(endpoint: Endpoint) -> list[str]:

@@ -12,11 +12,12 @@ import logging
 import os
 import re
 
-from layerlab.engine.errors import ConflictError, ContainerError, InvalidArgumentError
+from layerlab.engine.errors import AlreadyExistsError, ConflictError, ContainerError, InvalidArgumentError
 from layerlab.engine.network import iptables
 from layerlab.engine.network.attach import connect_link, detach_container, hosts_for, host_veth_name, refresh_hosts
 from layerlab.engine.network.etcfiles import container_file, rewrite_in_place
 from layerlab.engine.network.records import DEFAULT_NETWORK, Endpoint, Network, NetworkStore
+from layerlab.engine.network.usermode import USER_MODES
 
 log = logging.getLogger(__name__)
 
@@ -194,20 +195,49 @@ def _repair_links(networks: NetworkStore, live_ids: set[str], dry_run: bool) -> 
     return problems
 
 
-def connect(engine, networks: NetworkStore, network_name: str, record) -> Endpoint:
-    """Add a running container to another network: a new veth pair (eth1, eth2, ...) and peers in /etc/hosts."""
+def connect(engine, networks: NetworkStore, network_name: str, record) -> Endpoint | None:
+    """Connect a container to another network and record it, so that every later start attaches it too.
+
+    A running container gets a new veth pair at once (eth1, eth2, ...) and
+    its peers' /etc/hosts gain its names. A created or stopped container gets
+    its address only at the next start, as in Docker, and connect returns None.
+    """
+    engine._refresh_state(record)
+    if record.network in ("host", "none") or record.network in USER_MODES or record.network.startswith("container:"):
+        raise InvalidArgumentError(
+            f"container {record.name} uses network mode {record.network}, which cannot be connected to other networks"
+        )
+    if network_name in ("host", "none"):
+        raise InvalidArgumentError(
+            f"cannot connect container {record.name} to network {network_name}: host and none are network modes, "
+            "which only `run --network` and `create --network` set"
+        )
+    network = networks.get(network_name)
+    if record.state.status != "running":
+        engine.containers.change_networks(record, lambda names: _add_network(record, names, network.name))
+        log.info("recorded network %s for stopped container %s", network.name, record.id[:12])
+        return None
+
+    endpoint = _connect_running(engine, networks, network, record)
+    engine.containers.change_networks(record, lambda names: _add_network(record, names, network.name, running=True))
+    return endpoint
+
+
+def _add_network(record, names: list[str], network_name: str, *, running: bool = False) -> list[str]:
+    if network_name == record.network or network_name in names:
+        if running:
+            # The record already names it when an earlier connect recorded it or it is the network mode.
+            return names
+        raise AlreadyExistsError(f"container {record.name} is already connected to network {network_name}")
+    return names + [network_name]
+
+
+def _connect_running(engine, networks: NetworkStore, network: Network, record) -> Endpoint:
     from layerlab.engine.network import netlink
 
-    engine._refresh_state(record)
-    if record.state.status != "running":
-        # TODO: remember networks of stopped containers and attach them at the next start, as Docker does.
-        raise ConflictError(f"container {record.name} is not running: connect works on running containers only")
-    if record.network in ("host", "none") or record.network.startswith("container:"):
-        raise InvalidArgumentError(f"container {record.name} uses network mode {record.network}, which cannot be connected")
-
-    joined = [n for n in networks.list() if record.id in n.endpoints]
-    network = networks.get(network_name)
-    position = len(joined)
+    interfaces_in_use = {n.endpoints[record.id].interface for n in networks.list() if record.id in n.endpoints}
+    # The lowest free number, because a disconnect can leave a gap (eth0 and eth2 after eth1 went).
+    position = next(number for number in range(len(interfaces_in_use) + 1) if f"eth{number}" not in interfaces_in_use)
     endpoint = Endpoint(record.id, record.name, record.hostname, "", f"eth{position}",
                         host_veth_name(record.id, position), launcher=os.getpid())
     network = networks.allocate(network.name, endpoint)
@@ -228,10 +258,40 @@ def connect(engine, networks: NetworkStore, network_name: str, record) -> Endpoi
 
 
 def disconnect(engine, networks: NetworkStore, network_name: str, record) -> None:
-    """Remove a container from a network: delete its veth pair and its name from the peers' /etc/hosts."""
+    """Disconnect a container from a network and remove the network from the container's record.
+
+    A running container also loses its veth pair and its name in the peers'
+    /etc/hosts. A stopped container can leave a network that was removed meanwhile, by name.
+    """
+    engine._refresh_state(record)
+    if network_name in record.networks or network_name == record.network:
+        name = network_name
+    else:
+        name = networks.get(network_name).name
+    if record.state.status != "running":
+        if name == record.network:
+            raise ConflictError(
+                f"cannot disconnect stopped container {record.name} from {name}, its network mode (--network): "
+                "remove the container and create it on another network"
+            )
+        engine.containers.change_networks(record, lambda names: _remove_network(record, names, name))
+        log.info("removed network %s from stopped container %s", name, record.id[:12])
+        return
+
+    _disconnect_running(engine, networks, networks.get(name), record)
+    if name in record.networks:
+        engine.containers.change_networks(record, lambda names: [n for n in names if n != name])
+
+
+def _remove_network(record, names: list[str], network_name: str) -> list[str]:
+    if network_name not in names:
+        raise InvalidArgumentError(f"container {record.name} is not connected to network {network_name}")
+    return [name for name in names if name != network_name]
+
+
+def _disconnect_running(engine, networks: NetworkStore, network: Network, record) -> None:
     from layerlab.engine.network import netlink
 
-    network = networks.get(network_name)
     endpoint = network.endpoints.get(record.id)
     if endpoint is None:
         raise InvalidArgumentError(f"container {record.name} is not connected to network {network.name}")

@@ -77,3 +77,43 @@ def inspect_document(network: Network) -> dict:
         "Options": {"com.docker.network.bridge.name": network.bridge},
         "Labels": {},
     }
+
+
+def _endpoint_settings(network: Network | None = None, endpoint=None, container_id: str = "") -> dict:
+    """Return one entry of a container's NetworkSettings.Networks, empty as in Docker when there is no endpoint."""
+    settings = {
+        "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "", "Gateway": "",
+        "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "MacAddress": "", "DriverOpts": None,
+    }
+    if network is not None and endpoint is not None:
+        settings.update({
+            # Docker gives the short container ID as an alias on user-defined networks only.
+            "Aliases": [container_id[:12]] if network.user_defined else None,
+            "NetworkID": network.id,
+            "EndpointID": hashlib.sha256(f"{network.id}{container_id}".encode()).hexdigest(),
+            "Gateway": network.gateway,
+            "IPAddress": endpoint.address,
+            "IPPrefixLen": network.prefixlen,
+        })
+    return settings
+
+
+def container_networks(networks, record, running: bool) -> dict:
+    """Return `docker inspect`'s NetworkSettings.Networks of a container record.
+
+    A stopped container lists its networks with empty addresses, as in
+    Docker, because it gets its addresses only when it starts. `networks`
+    is the NetworkStore, or None for modes without records (host, none, slirp4netns, pasta).
+    """
+    if record.network.startswith("container:"):
+        return {}
+    if networks is None:
+        return {record.network: _endpoint_settings()}
+    documents = {}
+    joined = {network.name: network for network in networks.list() if record.id in network.endpoints}
+    for name in [record.network] + list(record.networks):
+        network = joined.get(name) if running else None
+        endpoint = network.endpoints[record.id] if network is not None else None
+        documents[name] = _endpoint_settings(network, endpoint, record.id)
+    return documents
