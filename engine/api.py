@@ -271,12 +271,18 @@ class Engine:
         return logs.follow_entries(record.path, tail, lambda: control.is_running(self, record))
 
     def exec_in_container(self, name_or_id: str, args: list[str], *, env: list[str] = (), user: str | None = None,
-                          workdir: str = "", privileged: bool = False, stdio=(None, None, None)) -> int:
-        """Run `args` inside a running container and return its exit code, as `docker exec` does."""
+                          workdir: str = "", privileged: bool = False, stdio=(None, None, None), tty: bool = False,
+                          interactive: bool = False, detach: bool = False) -> int:
+        """Run `args` inside a running container and return its exit code, as `docker exec` does.
+
+        See `container_exec.run` for `tty`, `interactive` and `detach`;
+        a detached exec returns 0 once the program has started.
+        """
         from layerlab.engine import container_exec
 
         return container_exec.run(self, self.container(name_or_id), args, env=list(env), user=user,
-                                  workdir=workdir, privileged=privileged, stdio=stdio)
+                                  workdir=workdir, privileged=privileged, stdio=stdio, tty=tty,
+                                  interactive=interactive, detach=detach)
 
     def top(self, name_or_id: str):
         """Return a `ProcessesView` of the container's processes, with host PIDs as `docker top` shows."""

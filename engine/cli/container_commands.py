@@ -101,20 +101,27 @@ def logs(options, presenter) -> int:
 
 
 def exec_command(options, presenter) -> int:
-    if options.tty:
-        # TODO: allocate a pseudo-terminal, as `run -t` needs too.
-        raise InvalidArgumentError("exec -t is not supported yet: run the command without -t")
-    if options.detach:
-        # TODO: hand the process to the container's monitor so it outlives the command.
-        raise InvalidArgumentError("exec -d is not supported yet: run the command without -d")
+    if options.tty and options.interactive and not options.detach and not os.isatty(0):
+        presenter.error("the input device is not a TTY\n")
+        return 1
 
     engine = Engine()
+    if options.detach:
+        try:
+            return engine.exec_in_container(options.container, options.cmd, env=options.env, user=options.user,
+                                            workdir=options.workdir, privileged=options.privileged,
+                                            tty=options.tty, detach=True)
+        except ConflictError as error:
+            presenter.error(f"Error response from daemon: {error}\n")
+            return 1
+
     stdin = None if options.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
         with presenter.container_stdio() as (stdout, stderr):
             return engine.exec_in_container(options.container, options.cmd, env=options.env, user=options.user,
                                             workdir=options.workdir, privileged=options.privileged,
-                                            stdio=(stdin, stdout, stderr))
+                                            stdio=(stdin, stdout, stderr), tty=options.tty,
+                                            interactive=options.interactive)
     except ConflictError as error:
         presenter.error(f"Error response from daemon: {error}\n")
         return 1

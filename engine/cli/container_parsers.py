@@ -102,8 +102,9 @@ def _exec(sub):
     p.add_argument("-w", "--workdir", default="", help="working directory inside the container")
     p.add_argument("--privileged", action="store_true", help="give the command every capability and no seccomp filter")
     p.add_argument("-i", "--interactive", action="store_true", help="pass standard input to the command")
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal (not supported)")
-    p.add_argument("-d", "--detach", action="store_true", help="run the command in the background (not supported)")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="start the command in the background and discard its output")
     p.add_argument("container")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
 

@@ -1,4 +1,5 @@
-"""cp, export, import, rename, pause, stats, prune, df, commit --change, filters and --format through the CLI.
+"""cp, export, import, rename, pause, stats, prune, df, commit --change, filters, --format, create, attach,
+and exec -t and -d through the CLI.
 
 Each test copies a store where `layerlab bootstrap busybox` ran once, runs
 containers with `--network none` and removes the running ones at the end.
@@ -7,10 +8,13 @@ containers with `--network none` and removes the running ones at the end.
 import io
 import json
 import os
+import pty
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import time
 
 import pytest
 
@@ -616,3 +620,155 @@ def test_attach_follows_output_until_exit(busybox, cli):
     assert attached.stderr == "oops\n"
     assert again.returncode == 1
     assert again.stderr == "You cannot attach to a stopped container, start it first\n"
+
+
+# exec -t and exec -d
+
+
+def wait_for_file(cli, container, path, timeout=20):
+    """Poll until `path` exists in the running container; return whether it appeared in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cli("exec", container, "test", "-e", path).returncode == 0:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_exec_tty_is_dev_pts(busybox, cli):
+    run_detached(cli, "r")
+
+    # The terminal ends lines with \r\n, which text mode reads as \n.
+    result = cli("exec", "-t", "r", "tty")
+
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"/dev/pts/\d+\n", result.stdout), result.stdout
+
+
+def test_exec_tty_exit_code_passes(busybox, cli):
+    run_detached(cli, "r")
+
+    result = cli("exec", "-t", "r", "sh", "-c", "echo out; echo err >&2; exit 3")
+
+    assert result.returncode == 3
+    # stderr goes to the same terminal, as in Docker.
+    assert result.stdout == "out\nerr\n"
+    assert result.stderr == ""
+
+
+def test_exec_tty_ignores_stdin_without_interactive(busybox, cli):
+    run_detached(cli, "r")
+
+    # Without -i neither the input nor an end of input (Ctrl-D) reaches the
+    # terminal, so cat waits until timeout stops it with SIGTERM (143).
+    result = cli("exec", "-t", "r", "sh", "-c", "timeout 1 cat; echo status-$?", input="hello\n")
+
+    assert "hello" not in result.stdout
+    assert result.stdout.endswith("status-143\n"), result.stdout
+
+
+def test_exec_tty_ends_with_its_process(busybox, cli):
+    run_detached(cli, "r")
+
+    # The background sleep keeps the terminal open after the shell exits.
+    started = time.monotonic()
+    result = cli("exec", "-t", "r", "sh", "-c", "trap '' HUP; sleep 60 & echo started")
+    elapsed = time.monotonic() - started
+
+    assert result.returncode == 0
+    assert result.stdout == "started\n"
+    assert elapsed < 30
+
+
+def test_exec_interactive_tty_needs_terminal(busybox, cli):
+    run_detached(cli, "r")
+
+    result = cli("exec", "-it", "r", "true", input="")
+
+    assert result.returncode == 1
+    assert result.stderr == "the input device is not a TTY\n"
+
+
+def test_exec_interactive_tty_on_pty(busybox, store_root, cli):
+    run_detached(cli, "r")
+    # Our stdin and stdout are a pseudo-terminal, as in an interactive shell.
+    master, slave = pty.openpty()
+    env = dict(os.environ, LAYERLAB_ROOT=str(store_root))
+    process = subprocess.Popen([sys.executable, "-m", "layerlab", "exec", "-it", "r", "sh"],
+                               stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    os.write(master, b"echo hi-$((40 + 2)); exit 3\n")
+    output = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        status = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+
+    # The terminal's echo of the typed line contains the sum unexpanded, so only the output has hi-42.
+    assert b"hi-42" in output, output
+    assert status == 3
+
+
+def test_exec_detach_returns_at_once(busybox, cli):
+    run_detached(cli, "r")
+
+    result = cli("exec", "-d", "r", "sh", "-c", "sleep 2; touch /done")
+    early = cli("exec", "r", "test", "-e", "/done")
+
+    assert result.returncode == 0, result.stderr
+    assert early.returncode == 1
+    assert wait_for_file(cli, "r", "/done")
+
+
+def test_exec_detach_discards_output(busybox, cli):
+    run_detached(cli, "r")
+
+    result = cli("exec", "-d", "r", "sh", "-c", "echo out; echo err >&2; touch /done")
+
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert result.stderr == ""
+    assert wait_for_file(cli, "r", "/done")
+
+
+def test_exec_detach_reaped_by_init(busybox, cli):
+    cli("run", "-d", "--init", "--network", "none", "--name", "r", "busybox", "sleep", "300")
+
+    cli("exec", "-d", "r", "sh", "-c", "touch /done")
+    appeared = wait_for_file(cli, "r", "/done")
+    # The shell is a zombie for a moment after it created the file, until tini reaps it.
+    time.sleep(0.5)
+    states = cli("exec", "r", "ps", "-o", "stat").stdout.split()[1:]
+
+    assert appeared
+    assert "Z" not in "".join(states), states
+
+
+def test_exec_detach_errors(busybox, cli):
+    run_detached(cli, "r")
+
+    missing = cli("exec", "-d", "r", "no-such-command")
+    with_tty = cli("exec", "-dt", "r", "true")
+    unknown = cli("exec", "-d", "no-such-container", "true")
+    run_stopped(cli, "s", "true")
+    stopped = cli("exec", "-d", "s", "true")
+
+    assert missing.returncode == 127
+    assert 'exec: "no-such-command": executable file not found in $PATH' in missing.stderr
+    assert with_tty.returncode == 125
+    assert "exec -d with -t is not supported: run the detached command without -t" in with_tty.stderr
+    assert unknown.returncode != 0
+    assert "no-such-container" in unknown.stderr
+    assert stopped.returncode == 1
+    assert "is not running" in stopped.stderr

@@ -1,5 +1,6 @@
 """The layerlab kernel, started by jupyter_client, running Python and Docker cells."""
 
+import re
 from pathlib import Path
 
 from tests.kernel.conftest import needs_engine_cli
@@ -273,3 +274,25 @@ def test_diff_cell_displays_diff_widget(layerlab_kernel):
     assert "A /added\n" in displays[0]["data"]["text/plain"]
     assert "D /bin/true\n" in displays[0]["data"]["text/plain"]
     assert 'class="layerlab-diff-A"' in displays[0]["data"]["text/html"]
+
+
+def test_exec_tty_streams_into_cell(layerlab_kernel):
+    layerlab_kernel.run("docker bootstrap busybox")
+    layerlab_kernel.run("docker run -d --network none --name k busybox sleep 300")
+
+    run_tty = layerlab_kernel.run("docker run --rm --network none -t busybox tty")
+    exec_tty = layerlab_kernel.run("docker exec -t k sh -c 'tty; exit 4'")
+    interactive = layerlab_kernel.run("docker exec -it k true")
+    detached = layerlab_kernel.run("docker exec -d k sh -c 'echo hidden; touch /done'")
+    removed = layerlab_kernel.run("docker rm -f k")
+
+    # A notebook has no terminal, so the cell shows the terminal's output, with its \r\n, as for run -t.
+    assert run_tty.stream("stdout") == "/dev/pts/0\r\n"
+    assert re.fullmatch(r"/dev/pts/\d+\r\n", exec_tty.stream("stdout")), exec_tty.stream("stdout")
+    assert exec_tty.status == "error"
+    assert exec_tty.reply["content"]["evalue"].endswith("exited with status 4")
+    assert interactive.status == "error"
+    assert "the input device is not a TTY" in interactive.stream("stderr")
+    assert detached.status == "ok", detached.stream("stderr")
+    assert detached.stream("stdout") == ""
+    assert removed.status == "ok", removed.stream("stderr")
