@@ -23,17 +23,19 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PruneReport:
-    """The containers, images and cache entries that a prune removed, and the bytes freed."""
+    """The containers, networks, images and cache entries that a prune removed, and the bytes freed."""
 
     containers: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)  # "untagged: ref" and "deleted: sha256:..." lines
     build_cache: list[str] = field(default_factory=list)
     reclaimed: int = 0
 
     def text(self) -> str:
         sections = []
-        for title, lines in (("Deleted Containers:", self.containers), ("Deleted Images:", self.images),
-                             ("Deleted build cache objects:", self.build_cache)):
+        # Docker 20.10's `system prune` prints its sections in this order.
+        for title, lines in (("Deleted Containers:", self.containers), ("Deleted Networks:", self.networks),
+                             ("Deleted Images:", self.images), ("Deleted build cache objects:", self.build_cache)):
             if lines:
                 sections.append(title + "\n" + "".join(line + "\n" for line in lines))
         sections.append(f"Total reclaimed space: {human_size(self.reclaimed)}\n")
@@ -50,6 +52,14 @@ def prune_containers(engine, report: PruneReport) -> None:
         engine.containers.remove(record)
         report.containers.append(record.id)
         report.reclaimed += size
+
+
+def prune_networks(engine, report: PruneReport) -> None:
+    """Remove every user-defined network that no container uses, as `network prune` does."""
+    from layerlab.engine.network import network_store
+    from layerlab.engine.network.manage import networks_in_use, prune
+
+    report.networks += prune(network_store(engine), networks_in_use(engine))
 
 
 def prune_images(engine, report: PruneReport, *, all_images: bool = False) -> None:
@@ -150,14 +160,15 @@ def builder_prune(engine, *, on_wait: Callable[[], None] | None = None) -> Prune
 
 
 def system_prune(engine, *, all_images: bool = False, on_wait: Callable[[], None] | None = None) -> PruneReport:
-    """Remove stopped containers, dangling (with all_images, unused) images, the build cache and temporary files.
+    """Remove stopped containers, unused networks, dangling (with all_images, unused) images, the build cache
+    and temporary files.
 
     Waits (calling `on_wait` once) until no build, pull or commit is running.
     """
-    # TODO: also remove unused networks and print them under "Deleted Networks:", as Docker does.
     report = PruneReport()
     with engine.store.gc_exclusive(on_wait):
         prune_containers(engine, report)
+        prune_networks(engine, report)
         prune_images(engine, report, all_images=all_images)
         prune_build_cache(engine, report)
         report.reclaimed += collect_garbage(engine)

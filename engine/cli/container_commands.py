@@ -428,14 +428,17 @@ _PRUNE_WARNINGS = {
     "image": "WARNING! This will remove all dangling images.\n",
     "image_all": "WARNING! This will remove all images without at least one container associated to them.\n",
     "builder": "WARNING! This will remove all dangling build cache.\n",
-    "system": ("WARNING! This will remove:\n  - all stopped containers\n  - all dangling images\n"
+    "network": "WARNING! This will remove all custom networks not used by at least one container.\n",
+    "system": ("WARNING! This will remove:\n  - all stopped containers\n"
+               "  - all networks not used by at least one container\n  - all dangling images\n"
                "  - all build cache\n\n"),
     "system_all": ("WARNING! This will remove:\n  - all stopped containers\n"
+                   "  - all networks not used by at least one container\n"
                    "  - all images without at least one container associated to them\n  - all build cache\n\n"),
 }
 
 
-def _confirmed(options, presenter, warning: str) -> bool:
+def confirmed(options, presenter, warning: str) -> bool:
     """Ask as Docker does unless -f was given; anything but y or Y (an empty stdin too) declines."""
     if options.force:
         return True
@@ -450,7 +453,7 @@ def _confirmed(options, presenter, warning: str) -> bool:
 def container_prune(options, presenter) -> int:
     from layerlab.engine import pruning
 
-    if _confirmed(options, presenter, "container"):
+    if confirmed(options, presenter, "container"):
         presenter.write(pruning.container_prune(Engine()).text())
     return 0
 
@@ -458,7 +461,7 @@ def container_prune(options, presenter) -> int:
 def image_prune(options, presenter) -> int:
     from layerlab.engine import pruning
 
-    if _confirmed(options, presenter, "image_all" if options.all else "image"):
+    if confirmed(options, presenter, "image_all" if options.all else "image"):
         presenter.write(pruning.image_prune(Engine(), all_images=options.all, on_wait=_waiting(presenter)).text())
     return 0
 
@@ -466,7 +469,7 @@ def image_prune(options, presenter) -> int:
 def builder_prune(options, presenter) -> int:
     from layerlab.engine import pruning
 
-    if _confirmed(options, presenter, "builder"):
+    if confirmed(options, presenter, "builder"):
         presenter.write(pruning.builder_prune(Engine(), on_wait=_waiting(presenter)).text())
     return 0
 
@@ -474,7 +477,7 @@ def builder_prune(options, presenter) -> int:
 def system_prune(options, presenter) -> int:
     from layerlab.engine import pruning
 
-    if _confirmed(options, presenter, "system_all" if options.all else "system"):
+    if confirmed(options, presenter, "system_all" if options.all else "system"):
         presenter.write(pruning.system_prune(Engine(), all_images=options.all, on_wait=_waiting(presenter)).text())
     return 0
 

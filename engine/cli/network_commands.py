@@ -41,9 +41,10 @@ def add_parsers(sub, command) -> None:
     rm.set_defaults(handler="network_rm")
     rm.add_argument("names", nargs="+", metavar="NETWORK")
 
-    prune = group.add_parser("prune", help="remove unused networks and what crashed containers left behind")
+    prune = group.add_parser("prune", help="remove networks that no container uses and what crashed containers "
+                                           "left behind")
     prune.set_defaults(handler="network_prune")
-    prune.add_argument("-f", "--force", action="store_true", help="do not prompt (always the case here)")
+    prune.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
 
     connect = group.add_parser("connect", help="connect a container to a network (a stopped one at its next start)")
     connect.set_defaults(handler="network_connect")
@@ -134,11 +135,16 @@ def network_rm(options, presenter) -> int:
 
 
 def network_prune(options, presenter) -> int:
+    from layerlab.engine.cli.container_commands import confirmed
     from layerlab.engine.network import manage
 
-    removed = manage.prune(_store(_engine()))
+    if not confirmed(options, presenter, "network"):
+        return 0
+    engine = _engine()
+    removed = manage.prune(_store(engine), manage.networks_in_use(engine))
     if removed:
-        presenter.write("Deleted Networks:\n" + "".join(f"{name}\n" for name in removed))
+        # Docker 20.10 ends the list with a blank line.
+        presenter.write("Deleted Networks:\n" + "".join(f"{name}\n" for name in removed) + "\n")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 
 from layerlab.engine.errors import AlreadyExistsError, ConflictError, ContainerError, InvalidArgumentError
 from layerlab.engine.network import iptables
@@ -29,18 +30,39 @@ def remove_network(networks: NetworkStore, network: Network) -> None:
     if network.name != DEFAULT_NETWORK:
         _drop_dead_endpoints(networks, network)
     networks.remove(networks.get(network.name))
+    if os.geteuid() != 0:
+        # Attachment.prepare rejects bridge networks without root, so no bridge or rule can exist.
+        log.info("removed network %s", network.name)
+        return
     _delete_bridge(network.bridge)
     prefix = iptables.bridge_comment(network.bridge) + " "
     iptables.remove(lambda comment: comment.startswith(prefix))
     log.info("removed network %s and bridge %s", network.name, network.bridge)
 
 
-def prune(networks: NetworkStore) -> list[str]:
-    """Remove every user-defined network without live endpoints and repair leftovers; return the removed names."""
-    repair(networks)
+def networks_in_use(engine) -> set[str]:
+    """Return the names of the networks that containers use, running or stopped, as their mode or by `connect`."""
+    used = set()
+    for record in engine.containers.list():
+        used.add(record.network)
+        used.update(record.networks)
+    return used
+
+
+def prune(networks: NetworkStore, in_use: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Remove every user-defined network that no container uses and repair leftovers; return the removed names.
+
+    A network is in use while it has a live endpoint or its name is in
+    `in_use` (see `networks_in_use`). Leftovers are repaired only as root
+    with iptables installed, because an ordinary user cannot have made them.
+    """
+    # NOTE: Docker 20.10.24 keeps only networks with live endpoints, so its `network prune` also removes
+    # networks that only stopped or created containers use. layerlab keeps those networks.
+    if os.geteuid() == 0 and shutil.which("iptables-save") is not None:
+        repair(networks)
     removed = []
     for network in networks.list():
-        if network.name != DEFAULT_NETWORK and not network.endpoints:
+        if network.name != DEFAULT_NETWORK and not network.endpoints and network.name not in in_use:
             try:
                 remove_network(networks, network)
             except ConflictError:

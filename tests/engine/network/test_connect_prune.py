@@ -1,15 +1,32 @@
-"""Networks of stopped containers: `network connect` and `disconnect` before start, as in Docker 20.10.
+"""Networks of stopped containers and the network part of `network prune` and `system prune`, as in Docker 20.10.
 
 The tests share test_network's private store, default bridge and subnet
 pool. Each removes the containers and networks it makes, even after a failure.
 """
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
 
+from layerlab.engine.network import iptables
 from tests.engine.network.test_network import layerlab, net_env, pytestmark  # noqa: F401 (fixture, skip mark)
+
+SYSTEM_PROMPT = (
+    "WARNING! This will remove:\n"
+    "  - all stopped containers\n"
+    "  - all networks not used by at least one container\n"
+    "  - all dangling images\n"
+    "  - all build cache\n"
+    "\n"
+    "Are you sure you want to continue? [y/N] "
+)
+NETWORK_PROMPT = (
+    "WARNING! This will remove all custom networks not used by at least one container.\n"
+    "Are you sure you want to continue? [y/N] "
+)
 
 
 @pytest.fixture
@@ -23,6 +40,30 @@ def cleanup(net_env):
         time.sleep(0.5)  # monitors tear down after their container dies
     for network in to_remove["networks"]:
         layerlab(net_env, "network", "rm", network, check=False)
+
+
+def answer(env, text, *args):
+    return subprocess.run([sys.executable, "-m", "layerlab", *args], env=env, input=text, capture_output=True,
+                          text=True, timeout=60)
+
+
+def network_names(env):
+    listed = layerlab(env, "network", "ls").stdout
+    return {line.split()[1] for line in listed.splitlines()[1:]}
+
+
+def bridge_of(env, network):
+    document = json.loads(layerlab(env, "network", "inspect", network).stdout)[0]
+    return document["Options"]["com.docker.network.bridge.name"]
+
+
+def link_exists(name):
+    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+
+
+def bridge_rules(bridge):
+    return [comment for _, _, comment in iptables.tagged_rules()
+            if comment.startswith(iptables.bridge_comment(bridge) + " ")]
 
 
 def networks_of(env, container):
@@ -39,6 +80,79 @@ def create_networks(env, cleanup, *names):
     for name in names:
         layerlab(env, "network", "create", name)
         cleanup["networks"].append(name)
+
+
+def test_network_prune_keeps_used_networks(net_env, cleanup):
+    create_networks(net_env, cleanup, "prune-idle1", "prune-idle2", "prune-stopped", "prune-running")
+    cleanup["containers"] += ["prune-c1", "prune-c2"]
+    layerlab(net_env, "create", "--name", "prune-c1", "--network", "prune-stopped", "busybox", "true")
+    layerlab(net_env, "run", "-d", "--name", "prune-c2", "--network", "prune-running", "busybox", "sleep", "300")
+    layerlab(net_env, "run", "--rm", "busybox", "true")  # makes the record of the predefined `bridge`
+
+    declined = answer(net_env, "n\n", "network", "prune")
+    names_after_decline = network_names(net_env)
+    pruned = layerlab(net_env, "network", "prune", "-f")
+    names = network_names(net_env)
+
+    assert declined.stdout == NETWORK_PROMPT + "\n"
+    assert {"prune-idle1", "prune-idle2"} <= names_after_decline
+    assert pruned.stdout == "Deleted Networks:\nprune-idle1\nprune-idle2\n\n"
+    assert {"bridge", "host", "none", "prune-stopped", "prune-running"} <= names
+    assert not {"prune-idle1", "prune-idle2"} & names
+
+
+def test_network_prune_keeps_connected_network(net_env, cleanup):
+    create_networks(net_env, cleanup, "prune-main", "prune-extra")
+    cleanup["containers"].append("prune-c3")
+    layerlab(net_env, "create", "--name", "prune-c3", "--network", "prune-main", "busybox", "true")
+    layerlab(net_env, "network", "connect", "prune-extra", "prune-c3")
+
+    pruned = layerlab(net_env, "network", "prune", "-f")
+
+    assert pruned.stdout == ""
+    assert {"prune-main", "prune-extra"} <= network_names(net_env)
+
+
+def test_system_prune_prompt_names_networks(net_env):
+    declined = answer(net_env, "n\n", "system", "prune")
+
+    assert declined.stdout == SYSTEM_PROMPT + "\n"
+
+
+def test_prune_prompts_match_docker(net_env, dockerd):
+    docker_network = dockerd.docker("network", "prune", input="n\n")
+    docker_system = dockerd.docker("system", "prune", input="n\n")
+    network = answer(net_env, "n\n", "network", "prune")
+    system = answer(net_env, "n\n", "system", "prune")
+
+    assert network.stdout.rstrip("\n") == docker_network.stdout.rstrip("\n")
+    # The build cache line differs: Docker's default prune keeps cache that is in use, layerlab's removes it all.
+    assert system.stdout.splitlines()[:4] == docker_system.stdout.splitlines()[:4]
+
+
+def test_system_prune_removes_networks(net_env, cleanup):
+    create_networks(net_env, cleanup, "sys-idle", "sys-stopped", "sys-running")
+    cleanup["containers"] += ["sys-c1", "sys-c2"]
+    # A container that ran on sys-idle leaves its bridge and NAT rules behind until the network goes.
+    layerlab(net_env, "run", "--rm", "--network", "sys-idle", "busybox", "true")
+    idle_bridge = bridge_of(net_env, "sys-idle")
+    created = layerlab(net_env, "create", "--name", "sys-c1", "--network", "sys-stopped", "busybox", "true")
+    layerlab(net_env, "run", "-d", "--name", "sys-c2", "--network", "sys-running", "busybox", "sleep", "300")
+    layerlab(net_env, "run", "--rm", "busybox", "true")
+    assert link_exists(idle_bridge)
+    assert bridge_rules(idle_bridge)
+
+    pruned = layerlab(net_env, "system", "prune", "-f")
+    names = network_names(net_env)
+
+    # Docker prunes containers first, so a network whose only container was stopped goes too.
+    expected = (f"Deleted Containers:\n{created.stdout.strip()}\n\n"
+                "Deleted Networks:\nsys-idle\nsys-stopped\n\nTotal reclaimed space: ")
+    assert pruned.stdout.startswith(expected), pruned.stdout
+    assert {"bridge", "host", "none", "sys-running"} <= names
+    assert not {"sys-idle", "sys-stopped"} & names
+    assert not link_exists(idle_bridge)
+    assert bridge_rules(idle_bridge) == []
 
 
 def test_connect_before_start(net_env, cleanup):
