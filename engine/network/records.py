@@ -137,6 +137,12 @@ class NetworkStore:
             raise AlreadyExistsError(f"network name {name!r} is reserved: choose another name")
         if not _NAME.match(name):
             raise InvalidArgumentError(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        if os.geteuid() != 0:
+            # TODO: rootless user-defined networks, with slirp4netns or pasta behind a bridge in a user namespace.
+            raise InvalidArgumentError(
+                f"cannot create network {name!r}: a user-defined network is a bridge with veth pairs, which needs "
+                "root; as an ordinary user, use the default network (slirp4netns or pasta), host or none"
+            )
         with file_lock(self.lock_path):
             if self._load(name) is not None:
                 raise AlreadyExistsError(f"network with name {name} already exists")

@@ -297,6 +297,15 @@ def test_default_network_user_mode(tester, data_home):
     assert _helpers_of(tester) == []
 
 
+def test_network_create_needs_root(tester, data_home):
+    result = as_user(tester, data_home, "layerlab network create classroom", check=False)
+
+    assert result.returncode != 0
+    assert "cannot create network 'classroom'" in result.stderr
+    assert "use the default network (slirp4netns or pasta), host or none" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_publish_user_mode(tester, data_home):
     import time
     import urllib.request
