@@ -26,6 +26,11 @@ SCRATCH = "scratch"
 # Docker shows them as RepoDigests. The local manifest differs from the registry's, because layers are stored
 # uncompressed here.
 ANNOTATION_REPO_DIGESTS = "dev.layerlab.repo.digests"
+# The manifests that registries served for this image, kept byte for byte as blobs in the store, as
+# comma-separated `name@digest` entries (one per repository name). A push to a registry that holds
+# their compressed layers sends one of them unchanged, so the image keeps its manifest digest there.
+# These entries are what keeps the blobs from garbage collection.
+ANNOTATION_REGISTRY_MANIFESTS = "dev.layerlab.registry.manifests"
 
 
 @dataclass
@@ -115,14 +120,52 @@ class ImageIndex:
         A repository has one digest per image, so an older digest of the
         same repository is replaced.
         """
+        self._add_named_digest(ANNOTATION_REPO_DIGESTS, image_id, reference, digest)
+
+    def registry_manifests(self, image_id: str) -> list[tuple[Reference, str]]:
+        """Return the (repository, blob digest) of each registry manifest kept for the image, newest first."""
+        found: list[str] = []
+        for descriptor in self.store.descriptors():
+            if descriptor.annotations.get(ANNOTATION_IMAGE_ID) == image_id:
+                for entry in _named_digests(descriptor, ANNOTATION_REGISTRY_MANIFESTS):
+                    if entry not in found:
+                        found.append(entry)
+        kept = []
+        for entry in reversed(found):
+            name, _, digest = entry.partition("@")
+            kept.append((Reference.parse(name), digest))
+        return kept
+
+    def keep_registry_manifest(self, image_id: str, reference: Reference, digest: str) -> None:
+        """Record the blob `digest`, the manifest bytes that the registry of `reference` serves for the image.
+
+        The blob must be in the store already. A repository keeps one
+        manifest per image, so an older one of the same repository is
+        replaced and becomes garbage unless another entry names it.
+        """
+        self._add_named_digest(ANNOTATION_REGISTRY_MANIFESTS, image_id, reference, digest)
+
+    def drop_registry_manifest(self, digest: str) -> None:
+        """Remove every entry that names the kept manifest `digest` (for `fsck --repair` when its blob is gone)."""
+
+        def change(descriptors: list[Descriptor]) -> None:
+            for descriptor in descriptors:
+                entries = _named_digests(descriptor, ANNOTATION_REGISTRY_MANIFESTS)
+                kept = [entry for entry in entries if entry.partition("@")[2] != digest]
+                if kept != entries:
+                    _set_named_digests(descriptor, ANNOTATION_REGISTRY_MANIFESTS, kept)
+
+        self.store.update_index(change)
+
+    def _add_named_digest(self, annotation: str, image_id: str, reference: Reference, digest: str) -> None:
         entry = f"{reference.name}@{digest}"
 
         def change(descriptors: list[Descriptor]) -> None:
             for descriptor in descriptors:
                 if descriptor.annotations.get(ANNOTATION_IMAGE_ID) != image_id or not _is_listed(descriptor):
                     continue
-                kept = [old for old in _repo_digests(descriptor) if old.partition("@")[0] != reference.name]
-                descriptor.annotations[ANNOTATION_REPO_DIGESTS] = ",".join(kept + [entry])
+                kept = [old for old in _named_digests(descriptor, annotation) if old.partition("@")[0] != reference.name]
+                _set_named_digests(descriptor, annotation, kept + [entry])
 
         self.store.update_index(change)
 
@@ -159,10 +202,12 @@ class ImageIndex:
         descriptor.annotations[ANNOTATION_REF_NAME] = expected_name
 
         def change(descriptors: list[Descriptor]) -> list[Descriptor]:
-            # A new name keeps the digests that registries gave the image under its other names.
-            recorded = [d for d in descriptors if d.annotations.get(ANNOTATION_IMAGE_ID) == image.id and _repo_digests(d)]
-            if recorded:
-                descriptor.annotations[ANNOTATION_REPO_DIGESTS] = recorded[-1].annotations[ANNOTATION_REPO_DIGESTS]
+            # A new name keeps the digests and manifests that registries gave the image under its other names.
+            for annotation in (ANNOTATION_REPO_DIGESTS, ANNOTATION_REGISTRY_MANIFESTS):
+                recorded = [d for d in descriptors
+                            if d.annotations.get(ANNOTATION_IMAGE_ID) == image.id and _named_digests(d, annotation)]
+                if recorded:
+                    descriptor.annotations[annotation] = recorded[-1].annotations[annotation]
             remaining = []
             replaced = None
             for entry in descriptors:
@@ -282,9 +327,25 @@ def _untagged_if_orphaned(old: Descriptor, remaining: list[Descriptor]) -> list[
     return [Descriptor(old.media_type, old.digest, old.size, annotations)]
 
 
+def registry_manifest_blobs(descriptor: Descriptor) -> list[str]:
+    """Return the digests of the kept registry manifests that `descriptor` names."""
+    return [entry.partition("@")[2] for entry in _named_digests(descriptor, ANNOTATION_REGISTRY_MANIFESTS)]
+
+
 def _repo_digests(descriptor: Descriptor) -> list[str]:
-    text = descriptor.annotations.get(ANNOTATION_REPO_DIGESTS, "")
+    return _named_digests(descriptor, ANNOTATION_REPO_DIGESTS)
+
+
+def _named_digests(descriptor: Descriptor, annotation: str) -> list[str]:
+    text = descriptor.annotations.get(annotation, "")
     return [entry for entry in text.split(",") if entry]
+
+
+def _set_named_digests(descriptor: Descriptor, annotation: str, entries: list[str]) -> None:
+    if entries:
+        descriptor.annotations[annotation] = ",".join(entries)
+    else:
+        descriptor.annotations.pop(annotation, None)
 
 
 def _find_by_digest(reference: Reference, descriptors: list[Descriptor]) -> Descriptor | None:

@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 
 from layerlab.engine.image import load_image
+from layerlab.engine.images import registry_manifest_blobs
 from layerlab.engine.listing import tree_size
 from layerlab.engine.rootless import remove_tree
 
@@ -22,6 +23,7 @@ def referenced_blobs(engine) -> set[str]:
     reached = set()
     for descriptor in engine.store.descriptors():
         reached.add(descriptor.digest)
+        reached.update(registry_manifest_blobs(descriptor))
         try:
             image = load_image(engine.store, descriptor.digest)
         except Exception as error:  # noqa: BLE001 - fsck reports the broken entry separately
@@ -93,6 +95,14 @@ def _fsck(engine, *, repair: bool, on_note: Callable[[str], None] | None) -> lis
             problems.append(f"index entry {descriptor.annotations} lacks blobs {', '.join(missing)}")
             if repair:
                 store.update_index(lambda ds, bad=descriptor.digest: [d for d in ds if d.digest != bad])
+
+    # A lost registry manifest costs only the digest on the next push, so a repair drops its entries and keeps the image.
+    lost_manifests = {digest for descriptor in store.descriptors() for digest in registry_manifest_blobs(descriptor)
+                      if not store.has_blob(digest)}
+    for digest in sorted(lost_manifests):
+        problems.append(f"registry manifest {digest} kept for push is missing")
+        if repair:
+            engine.images.drop_registry_manifest(digest)
 
     # The caller of a repair holds the lock already, and this process passes through it.
     with store.try_gc_exclusive() as idle:

@@ -6,10 +6,12 @@ size are checked against the manifest and its uncompressed digest against
 the config's diff ID. Only then is it published (see `transfer.layers`).
 The config is stored byte for byte, so the image ID is the registry's and
 `docker pull` of the same image shows the same ID. The
-manifest in the store is layerlab's own over the uncompressed layers, and
-the registry's manifest digest is only printed. Each layer's compressed
-digest is remembered in `registry-blobs.json`, so a push back to the same
-registry can skip the upload.
+manifest that names the image in the store is layerlab's own over the
+uncompressed layers. The registry's manifest for the platform (not the
+index) is kept beside it as a blob, byte for byte, so that a push of the
+unchanged image can send it again and keep its digest (see `push`). Each
+layer's compressed digest is remembered in `registry-blobs.json`, so a push
+back to the same registry can skip the upload.
 
 Nothing is tagged until every blob is in: a failure leaves at most whole,
 verified layers behind (unreferenced until `system prune`), never a
@@ -121,8 +123,10 @@ def _pull(engine, client, reference: Reference, requested: Platform, explicit_pl
         layers.append(_pull_layer(engine, client, reference, descriptor, check_digest(diff_id), blob_info, say))
 
     image = commit_image(engine.store, config_bytes, config_digest, layers)
+    kept_manifest = engine.store.put_blob(manifest.data)
     engine.images.tag(image, reference)
     engine.images.add_repo_digest(image.id, reference, top.digest)
+    engine.images.keep_registry_manifest(image.id, reference, kept_manifest)
     if already:
         status = f"Status: Image is up to date for {reference.familiar}"
     else:

@@ -1,5 +1,15 @@
 """Push an image from the store to a registry.
 
+An image pulled from a registry and not changed since keeps the manifest
+that the registry served (see `pull`). When the target registry already
+has every layer blob that manifest names, in the target repository or
+in one it can mount from, those bytes are pushed unchanged, with their own
+media type (Docker schema 2 or OCI), so the manifest digest stays the
+same. podman and skopeo keep a manifest the same way when nothing needs
+converting, and Docker 20.10 gets the same digest for a pulled schema 2
+image whose layer blobs it reuses (docs/compatibility.md compares them).
+Otherwise the push writes an OCI manifest of its own, as described next.
+
 Layers are gzip-compressed on the way out, because the store keeps them
 uncompressed and registries and Docker expect compressed layers. Before
 compressing, a push sends `HEAD` for every compressed digest recorded for
@@ -23,11 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from layerlab.engine.digest import short_id
-from layerlab.engine.errors import InvalidArgumentError
+from layerlab.engine.errors import InvalidArgumentError, NotFoundError
 from layerlab.engine.reference import Reference
 from layerlab.engine.registry.blobinfo import BlobInfo, CompressedBlob
 from layerlab.engine.registry.client import RegistryClient, RegistryError
-from layerlab.engine.registry.manifests import OCI_MANIFEST
+from layerlab.engine.registry.manifests import IMAGE_TYPES, OCI_MANIFEST
 from layerlab.engine.registry.progress import (
     ByteProgress,
     CountingReader,
@@ -105,38 +115,147 @@ class _Uploader:
 
     def push_image(self, image) -> PushResult:
         self.say(TransferStarted(f"The push refers to repository [{self.reference.name}]"))
-        layers = []
-        # Docker prints the top layer first; the order of uploads does not matter to the registry.
-        for layer in image.layers:
-            layers.append(self._push_layer(layer.digest))
+        kept_manifest = self._reusable_manifest(image)
+        if kept_manifest is None:
+            layers = []
+            # Docker prints the top layer first; the order of uploads does not matter to the registry.
+            for layer in image.layers:
+                layers.append(self._push_layer(layer.digest))
+        else:
+            for short, status in kept_manifest.layer_statuses:
+                self.say(LayerProgress(short, "Preparing"))
+                self.say(LayerProgress(short, status))
 
         config_bytes = self.engine.store.read_blob(image.id)
         if not self._exists(image.id):
             with open(self.engine.store.blob_path(image.id), "rb") as config:
                 self._upload(self._start_upload(), config, image.id, len(config_bytes))
 
-        # NOTE: this manifest is new even for an image pulled from a registry, so pushing a
-        # pulled Docker schema 2 image back to its tag gives the tag a new digest.
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": image.id, "size": len(config_bytes)},
-            "layers": layers,
-        }
-        data = json.dumps(manifest, indent=3).encode()
+        if kept_manifest is None:
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "digest": image.id, "size": len(config_bytes)},
+                "layers": layers,
+            }
+            data, media_type = json.dumps(manifest, indent=3).encode(), OCI_MANIFEST
+        else:
+            data, media_type = kept_manifest.data, kept_manifest.media_type
+        digest = self._put_manifest(data, media_type)
+        self.say(TransferDone((f"{self.reference.tag}: digest: {digest} size: {len(data)}",)))
+        log.info("pushed %s as %s (%s)", self.reference, digest,
+                 "kept manifest" if kept_manifest is not None else "new manifest")
+        self.engine.images.add_repo_digest(image.id, self.reference, digest)
+        if kept_manifest is not None:
+            # The target repository becomes one more source that later pushes can mount from.
+            self.engine.images.keep_registry_manifest(image.id, self.reference, digest)
+        return PushResult(self.reference, digest, len(data))
+
+    def _put_manifest(self, data: bytes, media_type: str) -> str:
+        """PUT the manifest under the reference's tag and return its digest, checked against the registry's."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         response = self.client.request(
             "PUT", f"/v2/{self.repository}/manifests/{self.reference.tag}",
-            headers={"Content-Type": OCI_MANIFEST, "Content-Length": str(len(data))}, body=data, expect=(201, 200),
+            headers={"Content-Type": media_type, "Content-Length": str(len(data))}, body=data, expect=(201, 200),
         )
         response.read()
         answered = response.getheader("Docker-Content-Digest")
         if answered and answered != digest:
             raise RegistryError(f"{self.reference.registry} stored the manifest as {answered}, not {digest}")
-        self.say(TransferDone((f"{self.reference.tag}: digest: {digest} size: {len(data)}",)))
-        log.info("pushed %s as %s", self.reference, digest)
-        self.engine.images.add_repo_digest(image.id, self.reference, digest)
-        return PushResult(self.reference, digest, len(data))
+        return digest
+
+    # Kept registry manifests
+
+    def _reusable_manifest(self, image) -> _KeptManifest | None:
+        """Return a kept registry manifest of `image` whose layer blobs the target repository now has, or None.
+
+        Candidates from the target registry come first. For each layer the
+        target repository is asked (`HEAD`), then the registry is asked to
+        mount the blob from the kept manifest's repository and from the
+        repositories that `registry-blobs.json` records for it. A manifest
+        with a layer that is neither there nor mountable is skipped, and
+        its mounts that did succeed stay in the target repository, where
+        they are harmless.
+        """
+        registry = self.reference.registry
+        kept = sorted(self.engine.images.registry_manifests(image.id),
+                      key=lambda entry: (entry[0].registry != registry, entry[0].repository != self.repository))
+        # The same bytes kept under several names (a source and its pushed copies) are tried once, with every
+        # repository of the target registry that names them as a mount source.
+        names_by_digest: dict[str, list[Reference]] = {}
+        for source, digest in kept:
+            names_by_digest.setdefault(digest, []).append(source)
+        for digest, names in names_by_digest.items():
+            candidate = self._load_kept_manifest(image, names[0], digest)
+            if candidate is None:
+                continue
+            sources = [name.repository for name in names if name.registry == registry]
+            statuses = self._gather_kept_layers(image, candidate, sources)
+            if statuses is None:
+                log.info("cannot reuse the manifest %s from %s on %s: a layer blob is missing there",
+                         digest, names[0].name, self.reference.name)
+                continue
+            candidate.layer_statuses = statuses
+            return candidate
+        return None
+
+    def _load_kept_manifest(self, image, source: Reference, digest: str) -> _KeptManifest | None:
+        try:
+            data = self.engine.store.read_blob(digest)
+            document = json.loads(data)
+        except (NotFoundError, UnicodeDecodeError, ValueError) as error:
+            log.warning("ignoring the manifest kept from %s (%s): %s. Run `layerlab fsck`", source.name, digest, error)
+            return None
+        if not isinstance(document, dict):
+            log.warning("ignoring the manifest kept from %s (%s): it is not a JSON object", source.name, digest)
+            return None
+        # An OCI manifest may omit mediaType, but a Docker schema 2 manifest always has it.
+        media_type = document.get("mediaType") or OCI_MANIFEST
+        layers = document.get("layers")
+        config = document.get("config")
+        if (media_type not in IMAGE_TYPES or not isinstance(layers, list) or not isinstance(config, dict)
+                or config.get("digest") != image.id or len(layers) != len(image.layers)):
+            log.debug("the manifest kept from %s (%s) does not describe image %s", source.name, digest, image.id)
+            return None
+        if any(not isinstance(layer, dict) or layer.get("mediaType") not in OCI_LAYER_TYPES
+               or not str(layer.get("digest", "")).startswith("sha256:") or not isinstance(layer.get("size"), int)
+               for layer in layers):
+            log.debug("the manifest kept from %s (%s) has a layer type that push does not send", source.name, digest)
+            return None
+        return _KeptManifest(digest, data, media_type, layers)
+
+    def _gather_kept_layers(self, image, kept: _KeptManifest, sources: list[str]) -> list[tuple[str, str]] | None:
+        """Find or mount each layer blob of `kept` in the target repository.
+
+        Return the progress lines, or None when a blob is out of reach.
+        """
+        statuses = []
+        for layer, descriptor in zip(image.layers, kept.layers):
+            diff_id = layer.digest
+            blob = CompressedBlob(descriptor["digest"], descriptor["size"], descriptor["mediaType"],
+                                  self.reference.registry, self.repository)
+            if self._exists(blob.digest):
+                statuses.append((short_id(diff_id), "Layer already exists"))
+                self._remember(diff_id, blob)
+                continue
+            recorded = [known.repository for known in self.blob_info.known(diff_id, self.reference.registry)
+                        if known.digest == blob.digest]
+            mounted_from = None
+            for repository in dict.fromkeys(sources + recorded):
+                if repository == self.repository:
+                    continue
+                mounted, upload_url = self._try_mount(
+                    CompressedBlob(blob.digest, blob.size, blob.media_type, self.reference.registry, repository))
+                if upload_url is not None:
+                    self._cancel_upload(upload_url)
+                if mounted:
+                    mounted_from = repository
+                    break
+            if mounted_from is None:
+                return None
+            statuses.append((short_id(diff_id), f"Mounted from {mounted_from}"))
+            self._remember(diff_id, blob)
+        return statuses
 
     # Layers
 
@@ -203,6 +322,13 @@ class _Uploader:
 
     # Uploads
 
+    def _cancel_upload(self, url: str) -> None:
+        """Cancel an upload that a failed mount opened. A registry that rejects the cancel keeps it until its own purge."""
+        try:
+            self.client.request("DELETE", url, expect=(204,)).read()
+        except RegistryError as error:
+            log.debug("cancelling the upload %s failed: %s", url, error)
+
     def _start_upload(self) -> str:
         response = self.client.request("POST", f"/v2/{self.repository}/blobs/uploads/",
                                        headers={"Content-Length": "0"}, body=b"", expect=(202,))
@@ -265,6 +391,17 @@ class _Uploader:
         received = response.getheader("Range", "")
         _, _, last = received.partition("-")
         return int(last) + 1 if last.isdigit() else 0
+
+
+@dataclass
+class _KeptManifest:
+    """A registry manifest of the image, as kept at pull time: its digest, bytes, media type and layers."""
+
+    digest: str
+    data: bytes
+    media_type: str
+    layers: list[dict]
+    layer_statuses: list[tuple[str, str]] | None = None
 
 
 def _descriptor(blob: CompressedBlob) -> dict:

@@ -143,16 +143,21 @@ def test_layerlab_pulls_podman_push(cli, busybox_rootfs_tar, registry, podman, t
 
 
 def test_podman_pushes_on_layerlab_copy(cli, busybox_rootfs_tar, registry, dockerd, docker_images, podman, tmp_path):
-    # When layerlab pushes a pulled image again, it reuses the gzip layers that Docker pushed.
+    # A pulled image changed by a build gets an OCI manifest of layerlab's own, and its
+    # unchanged layer is still the gzip blob that Docker pushed, under the OCI media type.
     source = f"{registry.host}/lab/docker-source:1"
     copy = f"{registry.host}/lab/layerlab-copy:1"
     onward = f"{registry.host}/lab/podman-onward:1"
     docker_images.append(source)
-    docker_id = dockerd.import_rootfs(busybox_rootfs_tar, source)
+    dockerd.import_rootfs(busybox_rootfs_tar, source)
     dockerd.docker("push", source)
     docker_layers = stored_manifest(registry, "lab/docker-source", "1").document["layers"]
     assert cli("pull", source).returncode == 0
-    assert cli("tag", source, copy).returncode == 0
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {source}\nLABEL copied=yes\n")
+    assert cli("build", "--network", "none", "-t", copy, context).returncode == 0
+    copy_id = layerlab_inspect(cli, copy)["Id"]
     pushed = cli("push", copy)
     assert pushed.returncode == 0, pushed.stderr
     digest = pushed_digest(pushed.stdout)
@@ -166,7 +171,7 @@ def test_podman_pushes_on_layerlab_copy(cli, busybox_rootfs_tar, registry, docke
     assert [layer["digest"] for layer in copy_layers] == [layer["digest"] for layer in docker_layers]
     assert {layer["mediaType"] for layer in copy_layers} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
     assert podman_image["Digest"] == digest
-    assert podman_image["Id"] == docker_id.removeprefix("sha256:")
+    assert podman_image["Id"] == copy_id.removeprefix("sha256:")
     assert onward_push.returncode == 0, onward_push.stderr
     assert stored_manifest(registry, "lab/podman-onward", "1").digest == digest_file.read_text().strip()
 

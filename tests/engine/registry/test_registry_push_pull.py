@@ -8,6 +8,8 @@ import pytest
 
 from layerlab.engine.api import Engine
 from layerlab.engine.errors import NotFoundError
+from layerlab.engine.image import ImageDraft, write_image
+from layerlab.engine.reference import Reference
 from layerlab.engine.registry.client import RegistryClient
 from layerlab.engine.registry.manifests import DOCKER_MANIFEST, OCI_MANIFEST
 from layerlab.engine.registry.pull import pull
@@ -156,9 +158,12 @@ def test_push_names_docker_layers_by_oci_type(engine, busybox, registry, tmp_pat
     }
     put_manifest(registry, "lab/docker-made", "1", docker_manifest, DOCKER_MANIFEST)
     other = Engine(str(tmp_path / "other"))
-    pull(other, f"{registry.host}/lab/docker-made:1")
+    pulled = pull(other, f"{registry.host}/lab/docker-made:1").image
+    # A changed config rules out the kept Docker manifest, so the push writes an OCI one.
+    draft = ImageDraft.from_image(pulled)
+    draft.settings["Labels"] = {"changed": "yes"}
     copy = f"{registry.host}/lab/docker-copy:1"
-    other.tag(f"{registry.host}/lab/docker-made:1", copy)
+    other.images.tag(write_image(other.store, draft), Reference.parse(copy))
     lines = []
 
     push(other, copy, progress=lines.append)
