@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
         return int(exit_request.code or 0)
 
     _configure_logging(options.debug)
-    if options.command is None:
+    if options.version:
+        # As with docker, --version wins over any command after it.
+        options.handler = "version"
+    elif options.command is None:
         presenter.write(parser.format_help())
         return 0
 

@@ -29,6 +29,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """
     parser = _Parser(prog="layerlab", description="Build and run container images with no daemon.")
     parser.add_argument("--debug", "-D", action="store_true", help="log what the engine does")
+    parser.add_argument("--version", "-v", action="store_true", help="print the version and exit")
     parser.set_defaults(command=None, handler=None)
     action = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     sub = _SelectedSubparsers(action, command)

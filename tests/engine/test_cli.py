@@ -4,7 +4,7 @@ import hashlib
 import json
 import re
 
-
+import pytest
 
 def columns(header):
     """Split a table header on the runs of two or more spaces that separate Docker's columns."""
@@ -121,6 +121,16 @@ def test_version(store_root, cli):
     result = cli("version")
 
     assert result.stdout.startswith("layerlab version ")
+
+
+@pytest.mark.parametrize("flag", ["--version", "-v"])
+def test_version_flag_wins_over_command(store_root, cli, flag):
+    alone = cli(flag)
+    before_command = cli(flag, "images")
+
+    assert alone.returncode == 0
+    assert alone.stdout == cli("version").stdout
+    assert before_command.stdout == alone.stdout
 
 
 def test_inspect_missing(busybox, cli):
