@@ -8,7 +8,7 @@ import os
 
 from layerlab.engine import control, procfs
 from layerlab.engine.containers import ContainerRecord
-from layerlab.engine.errors import ConflictError, InvalidArgumentError
+from layerlab.engine.errors import ConflictError, FlagValueError, InvalidArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ def run(engine, record: ContainerRecord, args: list[str], *, env: list[str], use
         raise InvalidArgumentError("exec needs a command: give it after the container name")
     if detach and tty:
         # TODO: a detached terminal needs a process that keeps its master
-        # open and reads it, as Docker's containerd-shim does.
-        raise InvalidArgumentError("exec -d with -t is not supported: run the detached command without -t")
+        # open and reads it, as Docker's containerd-shim does. Until then the
+        # flags are rejected as an invalid combination, with the flag status 125.
+        raise FlagValueError("exec -d with -t is not supported: run the detached command without -t")
     if not control.is_running(engine, record) or not procfs.is_namespace_init(record.state.pid):
         raise ConflictError(f"Container {record.id} is not running")
 

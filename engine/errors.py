@@ -1,8 +1,10 @@
 """The engine's exception hierarchy.
 
 Every error a user can cause is a `LayerlabError`: the CLI prints its message
-and exits with its `exit_code` (125, as Docker does for engine errors), and
-the kernel shows it without a traceback.
+and the kernel shows it without a traceback. An error that keeps the default
+`exit_code` of 125 makes `run` exit with 125 and other commands with 1, as
+Docker's CLI does (see `cli.main.exit_status`); a subclass with another
+`exit_code` makes every command exit with that.
 """
 
 
@@ -22,6 +24,10 @@ class AlreadyExistsError(LayerlabError):
 
 class InvalidArgumentError(LayerlabError):
     """A value given by the user cannot be used as it is."""
+
+
+class FlagValueError(InvalidArgumentError):
+    """An invalid flag value or combination, rejected before any work starts: every command exits with 125 for it."""
 
 
 class ConflictError(LayerlabError):

@@ -10,7 +10,7 @@ import tempfile
 
 from layerlab.engine.api import Engine
 from layerlab.engine.cli import container_commands, network_commands, transfer_commands, volume_commands
-from layerlab.engine.errors import InvalidArgumentError, LayerlabError, NotFoundError
+from layerlab.engine.errors import FlagValueError, InvalidArgumentError, LayerlabError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,9 @@ def build(options, presenter) -> int:
     dockerfile_text = None
     if options.context == "-" or options.file == "-":
         if options.context == "-" and options.file not in (None, "-"):
-            raise InvalidArgumentError("`build -` reads the Dockerfile from standard input, so -f cannot name "
-                                       f"another ({options.file}): drop -f, or pass a context folder")
+            # Docker 20.10 builds this, so layerlab rejects it with the status of an invalid flag.
+            raise FlagValueError("`build -` reads the Dockerfile from standard input, so -f cannot name "
+                                 f"another ({options.file}): drop -f, or pass a context folder")
         dockerfile_text = _read_stdin_dockerfile()
     if options.context != "-":
         return _build(options, presenter, options.context, dockerfile_text)
@@ -117,16 +118,29 @@ def create(options, presenter) -> int:
     from layerlab.engine import lifecycle
 
     engine = _engine()
-    image, run_options = _image_and_run_options(engine, options, presenter)
+    try:
+        flag_values = _run_flag_values(options)
+    except FlagValueError:
+        raise
+    except LayerlabError as error:
+        # Docker's CLI parses these flags itself and exits with 125 for an invalid one, where `create`
+        # exits with 1 for the daemon's errors, such as a missing image (see `main.exit_status`).
+        raise FlagValueError(str(error)) from None
+    image, run_options = _image_and_run_options(engine, options, presenter, flag_values)
     record = lifecycle.new_record(engine, image, run_options)
     presenter.write(record.id + "\n")
     return 0
 
 
-def _image_and_run_options(engine: Engine, options, presenter):
-    """Return the image of `run` or `create`, pulled if the store lacks it, and the RunOptions of their flags."""
+def _image_and_run_options(engine: Engine, options, presenter, flag_values: dict | None = None):
+    """Return the image of `run` or `create`, pulled if the store lacks it, and the RunOptions of their flags.
+
+    `flag_values` are those of `_run_flag_values`, computed here when not given.
+    """
     from layerlab.engine import lifecycle
 
+    if flag_values is None:
+        flag_values = _run_flag_values(options)
     try:
         image = engine.images.resolve(options.image)
     except NotFoundError:
@@ -148,7 +162,7 @@ def _image_and_run_options(engine: Engine, options, presenter):
         network=options.network,
         publish=options.publish,
         publish_all=options.publish_all,
-        **_run_flag_values(options),
+        **flag_values,
     )
     return image, run_options
 
@@ -228,8 +242,14 @@ def diff(options, presenter) -> int:
 def tag(options, presenter) -> int:
     from layerlab.engine.reference import Reference
 
+    try:
+        target = Reference.parse(options.target)
+    except LayerlabError as error:
+        # Docker's CLI parses the target itself and names it in this form.
+        presenter.error(f'Error parsing reference: "{options.target}" is not a valid repository/tag: {error}\n')
+        return 1
     # Docker's CLI rejects a digest target itself, so this message has no daemon prefix.
-    if Reference.parse(options.target).digest:
+    if target.digest:
         presenter.error(f"refusing to create a tag with a digest reference: {options.target}\n")
         return 1
     try:
@@ -247,6 +267,11 @@ def rm(options, presenter) -> int:
     for name in options.containers:
         try:
             presenter.write(engine.remove_container(name, force=options.force) + "\n")
+        except NotFoundError as error:
+            # Docker 20.10 reports a missing container under -f too, but exits with 0 for it.
+            presenter.error(f"Error: {error}\n")
+            if not options.force:
+                status = 1
         except LayerlabError as error:
             presenter.error(f"Error response from daemon: {error}\n")
             status = 1
@@ -316,7 +341,7 @@ def _parse_build_args(entries: list[str]) -> dict[str, str | None]:
     for entry in entries:
         key, has_value, value = entry.partition("=")
         if not key:
-            raise InvalidArgumentError(f"invalid --build-arg {entry!r}: expected KEY=value or KEY")
+            raise FlagValueError(f"invalid --build-arg {entry!r}: expected KEY=value or KEY")
         args[key] = value if has_value else os.environ.get(key)
     return args
 

@@ -18,7 +18,7 @@ import threading
 
 from layerlab.engine.cli import parsers
 from layerlab.engine.cli.presenter import TerminalPresenter
-from layerlab.engine.errors import LayerlabError
+from layerlab.engine.errors import FlagValueError, LayerlabError
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
     try:
         options = parser.parse_args(argv)
     except parsers.UsageError as error:
-        presenter.error(f"layerlab: {error}\nSee 'layerlab --help'.\n")
-        return 125
+        presenter.error(f"layerlab: {error}\nSee '{error.prog} --help'.\n\n{error.usage}")
+        return error.exit_status
     except SystemExit as exit_request:
         # argparse exits after --help; the kernel must not lose its process to it.
         return int(exit_request.code or 0)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
             return handler(options, presenter) or 0
     except LayerlabError as error:
         presenter.error(f"layerlab: {error}\n")
-        return error.exit_code
+        return exit_status(options.handler, error)
     except StopSignal as stop:
         presenter.error(f"layerlab: stopped by {signal.Signals(stop.number).name}\n")
         return 128 + stop.number
@@ -71,6 +71,22 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
         log.debug("command failed", exc_info=True)
         presenter.error(f"layerlab: {error}\n")
         return 125
+
+
+# Docker's CLI exits with 125 when `run` fails before the container's command
+# starts, and with 1 when any other command gets an error from the daemon.
+ENGINE_ERROR_STATUS = {"run": 125}
+FLAG_VALUE_STATUS = 125
+
+
+def exit_status(handler: str, error: LayerlabError) -> int:
+    """Return the exit status of `handler` failing with `error`, as Docker's CLI gives it."""
+    if isinstance(error, FlagValueError):
+        return FLAG_VALUE_STATUS
+    if error.exit_code != LayerlabError.exit_code:
+        # A status of its own: 126 or 127 from a command that could not start, 1 from a failed build.
+        return error.exit_code
+    return ENGINE_ERROR_STATUS.get(handler, 1)
 
 
 def _command_word(argv: list[str]) -> str | None:

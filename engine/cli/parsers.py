@@ -11,13 +11,61 @@ from layerlab.engine.cli import container_parsers, network_commands, transfer_co
 RUN_USAGE = "{command} [OPTIONS] IMAGE [COMMAND] [ARG...]"
 
 
+# Docker's CLI exits with 125 for an unknown or invalid flag and with 1 for
+# a wrong number of arguments.
+FLAG_ERROR_STATUS = 125
+ARGUMENT_COUNT_STATUS = 1
+
+
 class UsageError(Exception):
-    """A command line that does not parse."""
+    """A command line that does not parse, with the exit status Docker's CLI gives it."""
+
+    def __init__(self, message, *, prog="layerlab", usage="", exit_status=FLAG_ERROR_STATUS):
+        super().__init__(message)
+        self.prog = prog
+        self.usage = usage
+        self.exit_status = exit_status
+
+
+_REQUIRED_PREFIX = "the following arguments are required: "
+_UNRECOGNIZED_PREFIX = "unrecognized arguments: "
 
 
 class _Parser(argparse.ArgumentParser):
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        # A sub-command reports its own unknown arguments, so the message names it rather than `layerlab`.
+        if extras and self.prog != "layerlab":
+            self.error(_UNRECOGNIZED_PREFIX + " ".join(extras))
+        return namespace, extras
+
     def error(self, message):
-        raise UsageError(f"{self.prog.removeprefix('layerlab ')}: {message}" if self.prog != "layerlab" else message)
+        if message.startswith(_REQUIRED_PREFIX):
+            raise self._usage_error(self._missing_arguments_message(message.removeprefix(_REQUIRED_PREFIX)),
+                                    ARGUMENT_COUNT_STATUS)
+        if message.startswith(_UNRECOGNIZED_PREFIX):
+            extra = message.removeprefix(_UNRECOGNIZED_PREFIX)
+            if extra.startswith("-"):
+                raise self._usage_error(f"unknown flag: {extra.split()[0]}", FLAG_ERROR_STATUS)
+            raise self._usage_error(f'"{self.prog}" got more arguments than it accepts: {extra}',
+                                    ARGUMENT_COUNT_STATUS)
+        command = self.prog.removeprefix("layerlab ")
+        raise self._usage_error(f"{command}: {message}" if self.prog != "layerlab" else message, FLAG_ERROR_STATUS)
+
+    def _usage_error(self, message, exit_status):
+        return UsageError(message, prog=self.prog, usage=self.format_usage(), exit_status=exit_status)
+
+    def _missing_arguments_message(self, names):
+        positionals = self._positionals._group_actions
+        required = [action for action in positionals
+                    if action.nargs not in (argparse.REMAINDER, argparse.OPTIONAL, argparse.ZERO_OR_MORE)]
+        count = sum(action.nargs if isinstance(action.nargs, int) else 1 for action in required)
+        fixed = all(action.nargs is None or isinstance(action.nargs, int) for action in positionals)
+        quantity = "exactly" if fixed else "at least"
+        plural = "" if count == 1 else "s"
+        # argparse lists a REMAINDER argument such as COMMAND [ARG...] among the required ones, but it may be empty.
+        missing = ", ".join(name for name in names.split(", ") if not name.endswith("...]")) or names
+        return f'"{self.prog}" requires {quantity} {count} argument{plural}: missing {missing}.'
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -209,7 +209,7 @@ def test_import_rejects_non_tar(busybox, cli, tmp_path):
 
     result = cli("import", junk)
 
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "not a tar archive" in result.stderr
 
 
@@ -388,7 +388,7 @@ def test_commit_rejects_unknown_change(busybox, cli):
 
     result = cli("commit", "-c", "RUN true", "t", "x")
 
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "'RUN' is not a valid change command" in result.stderr
 
 
@@ -452,7 +452,7 @@ def test_ps_last_size_and_unknown_filter(busybox, cli):
     assert last == "second\n"
     assert sized.stdout.splitlines()[0].split()[-1] == "SIZE"
     assert "(virtual " in sized.stdout
-    assert bad.returncode == 125
+    assert bad.returncode == 1
     assert "invalid filter 'colour'" in bad.stderr
 
 
@@ -604,7 +604,7 @@ def test_create_rm_removes_after_start(busybox, cli):
 def test_create_rejects_bad_flags(busybox, cli):
     result = cli("create", "-w", "relative", "busybox")
 
-    assert result.returncode == 125
+    assert result.returncode == 1
     assert "needs to be an absolute path" in result.stderr
     assert cli("ps", "-aq").stdout == ""
 
