@@ -296,7 +296,7 @@ def image_not_found_message(name: str) -> str:
     except InvalidArgumentError:
         familiar = name
     hint = _bootstrap_hint(familiar)
-    return f"image {familiar} not found in the store: {hint}"
+    return f"No such image: {familiar}: {hint}"
 
 
 def _bootstrap_hint(familiar: str) -> str:

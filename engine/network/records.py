@@ -119,7 +119,7 @@ class NetworkStore:
             return matches[0]
         if len(matches) > 1:
             raise ConflictError(f"network ID prefix {name_or_id!r} matches {len(matches)} networks: give more digits")
-        raise NotFoundError(f"network {name_or_id} not found")
+        raise NotFoundError(f"No such network: {name_or_id}")
 
     def default(self) -> Network:
         network = self._load(DEFAULT_NETWORK)
@@ -233,7 +233,7 @@ class NetworkStore:
     def _require(self, name: str) -> Network:
         network = self._load(name)
         if network is None:
-            raise NotFoundError(f"network {name} not found")
+            raise NotFoundError(f"No such network: {name}")
         return network
 
     def _path(self, name: str) -> str:

@@ -235,7 +235,7 @@ def test_connect_rejects_bad_input(net_env, cleanup):
         assert result.returncode != 0
         assert "Traceback" not in result.stderr
     assert "host and none are network modes" in to_host.stderr
-    assert "network no-such-net not found" in to_missing.stderr
+    assert "No such network: no-such-net" in to_missing.stderr
     assert "container bad-c is already connected to network bad-a" in twice.stderr
     assert "uses network mode host" in from_host.stderr
 
