@@ -49,7 +49,8 @@ class LiveTransferLines:
 
     def __init__(self, stream, columns: int | None = None):
         self.stream = stream
-        self.columns = columns or _terminal_columns(stream)
+        # A terminal that reports 0 columns (a pty from `script`, some CI runners) has an unknown width.
+        self.columns = columns if columns and columns > 0 else _terminal_columns(stream)
 
         # The line each layer was first drawn on, counted from the first line written.
         self.layer_rows: dict[str, int] = {}
@@ -78,7 +79,9 @@ class LiveTransferLines:
 
 
 def _terminal_columns(stream) -> int:
+    """Return the terminal's width, or DEFAULT_COLUMNS when it is unknown (not a terminal, or 0 columns)."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, OSError, ValueError):
-        return shutil.get_terminal_size((DEFAULT_COLUMNS, 24)).columns
+        columns = shutil.get_terminal_size((DEFAULT_COLUMNS, 24)).columns
+    return columns if columns > 0 else DEFAULT_COLUMNS

@@ -1,11 +1,12 @@
 """Per-layer progress of pull and push: typed events, throttling, and the terminal's live lines."""
 
 import io
+import os
 import re
 
 from layerlab.engine.api import Engine
 from layerlab.engine.cli.presenter import TerminalPresenter
-from layerlab.engine.cli.transfer_progress import layer_line, progress_bar
+from layerlab.engine.cli.transfer_progress import DEFAULT_COLUMNS, LiveTransferLines, layer_line, progress_bar
 from layerlab.engine.registry.progress import (
     ByteProgress,
     LayerProgress,
@@ -157,3 +158,20 @@ def test_layer_line_fits_narrow_terminal():
 
     assert len(layer_line(event, columns=80)) < 80
     assert layer_line(event, columns=40) == "a1b2c3d4e5f6: Downloading  12.3MB/45.6MB"
+
+
+def test_zero_column_terminal_keeps_whole_lines():
+    # A new pty reports 0 rows and 0 columns, as the one that `script` opens does.
+    controller, terminal = os.openpty()
+    try:
+        with os.fdopen(terminal, "w", closefd=False) as stream:
+            assert os.get_terminal_size(terminal).columns == 0
+            lines = LiveTransferLines(stream)
+            lines.handle(LayerProgress("a1b2c3d4e5f6", "Pull complete"))
+        written = os.read(controller, 4096).decode()
+    finally:
+        os.close(terminal)
+        os.close(controller)
+
+    assert lines.columns == DEFAULT_COLUMNS
+    assert "a1b2c3d4e5f6: Pull complete" in written
