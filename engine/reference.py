@@ -27,6 +27,9 @@ _DOMAIN = re.compile(
 )
 _HEX_ID = re.compile(r"[a-f0-9]{64}")
 MAX_NAME_LENGTH = 255
+MAX_PORT = 65535
+# The digest algorithms that Docker's reference parser accepts (go-digest's), with their hex lengths.
+DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,12 @@ class Reference:
 
         name, digest = _split_digest(text)
         name, tag = _split_tag(name, text)
+        # Docker limits the name as written, registry included, before any default is filled in.
+        if len(name) > MAX_NAME_LENGTH:
+            raise InvalidArgumentError(
+                f"invalid reference format: repository name {name[:40]}... is {len(name)} characters long, "
+                f"over the maximum of {MAX_NAME_LENGTH}: use a shorter name"
+            )
         registry, repository = _split_registry(name)
         _check_repository(repository, text)
 
@@ -102,9 +111,16 @@ def _split_digest(text: str) -> tuple[str, str | None]:
     if not _DIGEST.fullmatch(digest):
         raise InvalidArgumentError(f"invalid reference format: digest {digest!r} in {text!r} is not algorithm:hex")
     algorithm, _, encoded = digest.partition(":")
-    if algorithm == "sha256" and not _HEX_ID.fullmatch(encoded):
+    length = DIGEST_HEX_LENGTHS.get(algorithm)
+    if length is None:
         raise InvalidArgumentError(
-            f"invalid reference format: digest {digest!r} in {text!r} must have 64 lowercase hex digits after sha256:"
+            f"invalid reference format: unsupported digest algorithm {algorithm!r} in {text!r}: "
+            f"use {', '.join(DIGEST_HEX_LENGTHS)}, such as @sha256:<64 hex digits>"
+        )
+    if not re.fullmatch(f"[a-f0-9]{{{length}}}", encoded):
+        raise InvalidArgumentError(
+            f"invalid reference format: digest {digest!r} in {text!r} must have {length} lowercase hex digits "
+            f"after {algorithm}:"
         )
     return name, digest
 
@@ -130,6 +146,7 @@ def _split_registry(name: str) -> tuple[str, str]:
     else:
         if not _DOMAIN.fullmatch(first):
             raise InvalidArgumentError(f"invalid reference format: registry {first!r} is not a host name")
+        _check_port(first)
         registry, repository = first, rest
 
     if registry == "index.docker.io":
@@ -137,6 +154,16 @@ def _split_registry(name: str) -> tuple[str, str]:
     if registry == DEFAULT_REGISTRY and "/" not in repository:
         repository = f"{OFFICIAL_NAMESPACE}/{repository}"
     return registry, repository
+
+
+def _check_port(domain: str) -> None:
+    host, colon, port = domain.rpartition(":")
+    if not colon or host.endswith(":") or not port.isdigit():
+        return
+    if not 0 < int(port) <= MAX_PORT:
+        raise InvalidArgumentError(
+            f"invalid reference format: port {port} of registry {domain!r} is not between 1 and {MAX_PORT}"
+        )
 
 
 def _check_repository(repository: str, text: str) -> None:
@@ -150,5 +177,3 @@ def _check_repository(repository: str, text: str) -> None:
                 f"invalid reference format: {text!r}: path component {component!r} may contain only "
                 "lowercase letters, digits and single separators ('.', '_', '__', '-')"
             )
-    if len(repository) > MAX_NAME_LENGTH:
-        raise InvalidArgumentError(f"invalid reference format: repository name {repository[:40]}... is longer than 255 characters")

@@ -114,3 +114,49 @@ def test_reference_with_tag():
     reference = Reference.parse(f"name:1@{DIGEST}").with_tag("2")
 
     assert str(reference) == "docker.io/library/name:2"
+
+
+def test_reference_long_name_with_registry():
+    # The limit covers the registry part too: 250 characters of path plus "host:5000/" is over it.
+    text = "registry.example:5000/" + "a" * 250
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        Reference.parse(text)
+
+    assert "over the maximum of 255" in str(caught.value)
+
+
+def test_reference_name_at_length_limit():
+    reference = Reference.parse("a" * 255)
+
+    assert reference.repository == "library/" + "a" * 255
+
+
+@pytest.mark.parametrize("digest", ["md5:" + "ab" * 16, "sha1:" + "ab" * 20, "blake3:" + "ab" * 32])
+def test_reference_unsupported_digest_algorithm(digest):
+    with pytest.raises(InvalidArgumentError) as caught:
+        Reference.parse(f"busybox@{digest}")
+
+    message = str(caught.value)
+    assert "unsupported digest algorithm" in message
+    assert digest.split(":")[0] in message
+
+
+def test_reference_sha512_digest():
+    digest = "sha512:" + "cd" * 64
+
+    assert Reference.parse(f"busybox@{digest}").digest == digest
+    with pytest.raises(InvalidArgumentError, match="128 lowercase hex digits"):
+        Reference.parse("busybox@sha512:" + "cd" * 32)
+
+
+@pytest.mark.parametrize("port", ["65536", "99999", "0"])
+def test_reference_port_out_of_range(port):
+    with pytest.raises(InvalidArgumentError) as caught:
+        Reference.parse(f"localhost:{port}/app")
+
+    assert f"port {port}" in str(caught.value)
+
+
+def test_reference_highest_port():
+    assert Reference.parse("localhost:65535/app").registry == "localhost:65535"
