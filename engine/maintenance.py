@@ -108,10 +108,13 @@ def _fsck(engine, *, repair: bool, on_note: Callable[[str], None] | None) -> lis
     with store.try_gc_exclusive() as idle:
         if idle:
             leftovers = len(os.listdir(store.tmp_dir))
-            if leftovers:
-                problems.append(f"{leftovers} temporary files from interrupted writes in {store.tmp_dir}")
             if repair:
                 remove_leftovers(engine)
+            if leftovers and repair:
+                problems.append(f"removed {leftovers} temporary files from interrupted writes in {store.tmp_dir}")
+            elif leftovers:
+                problems.append(f"{leftovers} temporary files from interrupted writes in {store.tmp_dir}: "
+                                "run `layerlab fsck --repair` to remove them")
         elif on_note is not None:
             on_note(f"temporary files in {store.tmp_dir} not checked because a build, pull, commit or load "
                     "is in progress: run fsck again when it ends")

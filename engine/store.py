@@ -15,11 +15,14 @@ under an exclusive fcntl lock, so two notebooks can share one store.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -42,6 +45,10 @@ ANNOTATION_PARENT = "dev.layerlab.parent"
 ANNOTATION_CREATED = "org.opencontainers.image.created"
 
 COPY_BUFFER = 1 << 20
+
+# Prefixes of the temporary files in tmp/ that their writer keeps flock(2)-locked while it writes.
+# An unlocked file with one of these prefixes belongs to a writer that died.
+LOCKED_TMP_PREFIXES = ("blob-", "load-")
 
 # The gc.lock paths that this process holds exclusively. flock(2) locks
 # belong to open files, so a shared lock taken on a second descriptor by
@@ -83,7 +90,9 @@ class BlobWriter:
         self._gc_lock = store.gc_shared()
         self._gc_lock.__enter__()
         try:
-            fd, self._tmp_path = tempfile.mkstemp(prefix="blob-", dir=store.tmp_dir)
+            fd, self._tmp_path = tempfile.mkstemp(prefix=f"blob-{os.getpid()}-", dir=store.tmp_dir)
+            # The kernel releases this lock when the process dies, so `remove_stale_tmp` can then delete the file.
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
             self._gc_lock.__exit__(None, None, None)
             raise
@@ -214,6 +223,40 @@ class Store:
         for name in os.listdir(self.blob_dir):
             yield f"sha256:{name}"
 
+    def remove_stale_tmp(self) -> int:
+        """Delete the temporary files in tmp/ that writers killed before they finished left; return how many.
+
+        Only files named with a `LOCKED_TMP_PREFIXES` prefix count, and only
+        when they are older than this process and no process holds their
+        lock. A live writer keeps its file locked, so the file stays. The caller
+        holds `gc_shared` (or `gc_exclusive`), so prune does not run at once.
+        """
+        started = _process_start_time()
+        removed = 0
+        for name in os.listdir(self.tmp_dir):
+            if not name.startswith(LOCKED_TMP_PREFIXES):
+                continue
+            path = os.path.join(self.tmp_dir, name)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode) or info.st_mtime >= started:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed += 1
+                    log.info("removed %s, which an interrupted write left (%d bytes)", path, info.st_size)
+            finally:
+                os.close(fd)
+        return removed
+
     # Garbage collection
 
     @property
@@ -291,6 +334,24 @@ class Store:
             "manifests": [d.to_json() for d in descriptors],
         }
         _write_atomically(self.index_path, json.dumps(doc, indent=1).encode(), self.tmp_dir)
+
+
+def _process_start_time() -> float:
+    """Return when this process started, in seconds since the epoch, from /proc."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat_file:
+            # Field 22 (starttime) counts clock ticks since boot. The command name in
+            # brackets may contain spaces, so count the fields after its ")".
+            fields = stat_file.read().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])
+        with open("/proc/stat", encoding="ascii") as system_stat:
+            boot_time = next(int(line.split()[1]) for line in system_stat if line.startswith("btime "))
+        return boot_time + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORT_TIME
+
+
+_IMPORT_TIME = time.time()
 
 
 def _write_atomically(path: str, data: bytes, tmp_dir: str) -> None:

@@ -4,6 +4,10 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -242,3 +246,54 @@ def test_reopen_keeps_index(store_root):
     reopened = Store(str(store_root))
 
     assert reopened.descriptors() == [descriptor]
+
+
+KILLED_WRITER = """
+import sys, time
+from layerlab.engine.store import Store
+writer = Store(sys.argv[1]).blob_writer()
+writer.write(b"half a layer")
+writer.flush()
+print("writing", flush=True)
+time.sleep(600)
+"""
+
+
+def test_stale_tmp_of_killed_writer_removed(store_root):
+    store = Store(str(store_root))
+    writer_process = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(store_root)],
+                                      stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer_process.stdout.readline() == "writing\n"
+        [left] = os.listdir(store.tmp_dir)
+        path = os.path.join(store.tmp_dir, left)
+        # A file newer than this process is never removed, so date it before the test run began.
+        long_ago = time.time() - 365 * 24 * 3600
+        os.utime(path, (long_ago, long_ago))
+
+        kept_while_alive = store.remove_stale_tmp()
+    finally:
+        writer_process.send_signal(signal.SIGKILL)
+        writer_process.wait(timeout=30)
+        writer_process.stdout.close()
+
+    assert left.startswith(f"blob-{writer_process.pid}-")
+    assert kept_while_alive == 0
+    assert store.remove_stale_tmp() == 1
+    assert os.listdir(store.tmp_dir) == []
+
+
+def test_stale_tmp_keeps_new_and_unknown_files(store_root):
+    store = Store(str(store_root))
+    long_ago = time.time() - 365 * 24 * 3600
+    new_blob = os.path.join(store.tmp_dir, "blob-1-new")
+    other = os.path.join(store.tmp_dir, "sources-old")
+    for path in (new_blob, other):
+        with open(path, "wb") as file:
+            file.write(b"data")
+    os.utime(other, (long_ago, long_ago))
+
+    removed = store.remove_stale_tmp()
+
+    assert removed == 0
+    assert sorted(os.listdir(store.tmp_dir)) == ["blob-1-new", "sources-old"]
