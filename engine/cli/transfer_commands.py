@@ -122,9 +122,21 @@ def search(options, presenter) -> int:
 
     # The override exists so the Docker Hub path can be exercised against a local server.
     index_url = os.environ.get("LAYERLAB_SEARCH_INDEX", DOCKER_HUB_INDEX)
+    _check_index_url(index_url)
     presenter.show(search_registry(options.term, limit=options.limit, no_trunc=options.no_trunc,
                                    index_url=index_url, root=_engine().root))
     return 0
+
+
+def _check_index_url(index_url: str) -> None:
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(index_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidArgumentError(
+            f"invalid LAYERLAB_SEARCH_INDEX {index_url!r}: expected an http:// or https:// URL such as "
+            "https://index.docker.io, or unset it to search Docker Hub"
+        )
 
 
 def save(options, presenter) -> int:
@@ -132,9 +144,15 @@ def save(options, presenter) -> int:
 
     engine = _engine()
     if options.output:
+        _check_output_path(options.output)
+        # The archive is written beside the target and renamed over it, so a failed save keeps an older file.
         tmp_path = f"{options.output}.tmp-{os.getpid()}"
         try:
-            with open(tmp_path, "wb") as target:
+            try:
+                target = open(tmp_path, "wb")
+            except OSError as error:
+                raise InvalidArgumentError(f"cannot write {options.output}: {error.strerror}") from None
+            with target:
                 save_images(engine, options.images, target, format=options.format)
             os.rename(tmp_path, options.output)
         finally:
@@ -148,7 +166,19 @@ def save(options, presenter) -> int:
     return 0
 
 
+def _check_output_path(output: str) -> None:
+    """Reject a `save -o` target that is a directory or lies in a missing directory, naming it."""
+    if os.path.isdir(output):
+        raise InvalidArgumentError(
+            f"cannot write {output}: it is a directory: give a file name, such as {os.path.join(output, 'images.tar')}"
+        )
+    directory = os.path.dirname(output) or "."
+    if not os.path.isdir(directory):
+        raise InvalidArgumentError(f"cannot write {output}: directory {directory} does not exist: create it first")
+
+
 def load(options, presenter) -> int:
+    import fcntl
     import tempfile
 
     from layerlab.engine.transfer.archives import load as load_images
@@ -158,12 +188,22 @@ def load(options, presenter) -> int:
     if options.input:
         load_images(engine, options.input, progress=progress)
         return 0
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InvalidArgumentError(
+            "requested load from stdin, but stdin is empty: pass -i FILE or redirect an archive to standard input"
+        )
     # Standard input is not seekable, and tar members are read by name, so spool it first.
     with tempfile.NamedTemporaryFile(dir=engine.store.tmp_dir, prefix="load-") as spool:
+        # Store.remove_stale_tmp deletes a spool file only when no process holds this lock.
+        fcntl.flock(spool.fileno(), fcntl.LOCK_EX)
         while chunk := sys.stdin.buffer.read(1 << 20):
             spool.write(chunk)
         spool.flush()
-        load_images(engine, spool.name, progress=progress)
+        if spool.tell() == 0:
+            raise InvalidArgumentError(
+                "requested load from stdin, but stdin is empty: pass -i FILE or redirect an archive to standard input"
+            )
+        load_images(engine, spool.name, progress=progress, display_name="standard input")
     return 0
 
 

@@ -53,25 +53,34 @@ def save(engine, names: list[str], fileobj, *, format: str = DOCKER_ARCHIVE) -> 
     if not names:
         raise InvalidArgumentError("save needs at least one image name")
     images = [(name, engine.images.resolve(name)) for name in names]
+    tags = {name: _tag_of(engine.store, name) for name in names}
     with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as archive:
         if format == DOCKER_ARCHIVE:
-            _save_docker(engine.store, images, archive)
+            _save_docker(engine.store, images, tags, archive)
         else:
-            _save_oci(engine.store, images, archive)
+            _save_oci(engine.store, images, tags, archive)
 
 
-def _tag_of(name: str) -> Reference | None:
-    """Return the reference that `name` gives, or None when it is an image ID (saved without a tag)."""
+def _tag_of(store, name: str) -> Reference | None:
+    """Return the tag that `name` resolved through, or None when it named an image by ID or digest.
+
+    A short ID such as `3f57d9401f8d` also parses as a reference, so only
+    a reference that a tag in the store carries counts.
+    """
     if looks_like_image_id(name):
         return None
     try:
         reference = Reference.parse(name)
     except InvalidArgumentError:
         return None
-    return reference if reference.tag and not reference.digest else None
+    if not reference.tag or reference.digest:
+        return None
+    tagged = {descriptor.annotations.get(ANNOTATION_REF_NAME) for descriptor in store.descriptors()}
+    return reference if str(reference) in tagged else None
 
 
-def _save_docker(store, images: list[tuple[str, Image]], archive: tarfile.TarFile) -> None:
+def _save_docker(store, images: list[tuple[str, Image]], tags: dict[str, Reference | None],
+                 archive: tarfile.TarFile) -> None:
     entries: dict[str, dict] = {}
     repositories: dict[str, dict[str, str]] = {}
     written: set[str] = set()
@@ -85,7 +94,7 @@ def _save_docker(store, images: list[tuple[str, Image]], archive: tarfile.TarFil
             _add_blob(archive, store, image.id, config_name, written)
             for layer, layer_name in zip(image.layers, layer_names):
                 _add_blob(archive, store, layer.digest, layer_name, written)
-        reference = _tag_of(name)
+        reference = tags[name]
         if reference is not None and reference.familiar not in entry["RepoTags"]:
             entry["RepoTags"].append(reference.familiar)
             repositories.setdefault(reference.familiar_name, {})[reference.tag] = hex_part(image.id)
@@ -96,14 +105,15 @@ def _save_docker(store, images: list[tuple[str, Image]], archive: tarfile.TarFil
         _add_bytes(archive, "repositories", json.dumps(repositories).encode())
 
 
-def _save_oci(store, images: list[tuple[str, Image]], archive: tarfile.TarFile) -> None:
+def _save_oci(store, images: list[tuple[str, Image]], tags: dict[str, Reference | None],
+              archive: tarfile.TarFile) -> None:
     _add_bytes(archive, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
     written: set[str] = set()
     descriptors = []
     for name, image in images:
         for digest in [image.manifest_digest, image.id, *[layer.digest for layer in image.layers]]:
             _add_blob(archive, store, digest, f"blobs/sha256/{hex_part(digest)}", written)
-        reference = _tag_of(name)
+        reference = tags[name]
         annotations = {}
         if reference is not None:
             annotations = {ANNOTATION_REF_NAME: str(reference), ANNOTATION_CONTAINERD_NAME: str(reference)}
@@ -135,23 +145,49 @@ def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
 # Loading
 
 
-def load(engine, path: str, progress: Callable[[str], None] | None = None) -> list[str]:
-    """Load every image in the archive at `path` (either format, optionally compressed); return Docker's lines."""
+def load(engine, path: str, progress: Callable[[str], None] | None = None, *,
+         display_name: str | None = None) -> list[str]:
+    """Load every image in the archive at `path` (either format, optionally compressed); return Docker's lines.
+
+    Messages name the archive `display_name` (such as "standard input" for
+    a spooled copy), else `path`.
+    """
     say = progress or (lambda text: None)
+    name = display_name or path
     try:
         archive = tarfile.open(path, mode="r:*")
-    except (tarfile.TarError, OSError) as error:
-        raise InvalidArgumentError(f"cannot read {path} as a tar archive: {error}") from None
-    with archive, engine.store.gc_shared():
-        members = {member.name.removeprefix("./"): member for member in archive.getmembers()}
-        reader = _ArchiveReader(archive, members, path)
-        if "manifest.json" in members:
-            return _load_docker(engine, reader, say)
-        if "index.json" in members:
-            return _load_oci(engine, reader, say)
+    except IsADirectoryError:
+        raise InvalidArgumentError(f"cannot load {name}: it is a directory: give an archive that `save` wrote") from None
+    except OSError as error:
+        raise InvalidArgumentError(f"cannot read {name}: {error.strerror or error}") from None
+    except EOFError:
+        raise InvalidArgumentError(_truncated_message(name)) from None
+    except tarfile.TarError:
+        # tarfile lists every compression it tried, on several lines, so the message is ours.
+        raise InvalidArgumentError(
+            f"invalid archive {name}: it is not a tar file (plain, gzip, bzip2 or xz): "
+            "give an archive that `save` or `docker save` wrote"
+        ) from None
+    try:
+        with archive, engine.store.gc_shared():
+            engine.store.remove_stale_tmp()
+            members = {member.name.removeprefix("./"): member for member in archive.getmembers()}
+            reader = _ArchiveReader(archive, members, name)
+            if "manifest.json" in members:
+                return _load_docker(engine, reader, say)
+            if "index.json" in members:
+                return _load_oci(engine, reader, say)
+    except (EOFError, tarfile.ReadError) as error:
+        # getmembers() reads the whole archive, so a cut-off archive fails here before any layer is stored.
+        log.debug("reading %s failed: %s", name, error)
+        raise InvalidArgumentError(_truncated_message(name)) from None
     raise InvalidArgumentError(
-        f"{path} is neither a docker-archive (no manifest.json) nor an oci-archive (no index.json)"
+        f"{name} is neither a docker-archive (no manifest.json) nor an oci-archive (no index.json)"
     )
+
+
+def _truncated_message(name: str) -> str:
+    return f"invalid archive {name}: it ends early (truncated?): save the images again and load the whole file"
 
 
 class _ArchiveReader:
@@ -187,6 +223,8 @@ def _load_docker(engine, reader: _ArchiveReader, say) -> list[str]:
     entries = reader.read_json("manifest.json")
     if not isinstance(entries, list):
         raise InvalidArgumentError(f"{reader.path}: manifest.json must be a list of images")
+    if not entries:
+        raise InvalidArgumentError(f"invalid archive {reader.path}: its manifest.json lists no images")
     for entry in entries:
         config_bytes = reader.read_document(entry["Config"])
         config_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
@@ -213,7 +251,12 @@ def _load_oci(engine, reader: _ArchiveReader, say) -> list[str]:
 
     lines = []
     index = reader.read_json("index.json")
-    for descriptor in index.get("manifests") or []:
+    descriptors = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(descriptors, list):
+        raise InvalidArgumentError(f"{reader.path}: index.json must be an object with a \"manifests\" list")
+    if not descriptors:
+        raise InvalidArgumentError(f"invalid archive {reader.path}: its index.json lists no images")
+    for descriptor in descriptors:
         annotations = descriptor.get("annotations") or {}
         if descriptor.get("mediaType") in INDEX_TYPES:
             nested = _read_checked_json(reader, descriptor)
