@@ -15,6 +15,7 @@ from layerlab.engine.errors import NotFoundError
 from layerlab.engine.filters import ancestor_image_ids, container_matches, container_status, image_matches
 from layerlab.engine.humanize import ellipsis, human_size, time_ago
 from layerlab.engine.image import parse_rfc3339
+from layerlab.engine.reference import Reference
 from layerlab.engine.store import ANNOTATION_CACHE_KEY, ANNOTATION_IMAGE_ID
 
 PS_HEADERS = {
@@ -147,7 +148,7 @@ def image_rows(engine, *, filters: dict[str, list[str]], all: bool = False, no_t
         if not image_matches(entry, labels, filters):
             continue
         if entry.reference is None:
-            repo, tag = "<none>", "<none>"
+            repo, tag = _untagged_repository(engine, entry), "<none>"
         else:
             repo, tag = entry.reference.familiar_name, entry.reference.tag or "<none>"
         if repository and repo not in (repository, _familiar(repository)):
@@ -175,11 +176,20 @@ def image_rows(engine, *, filters: dict[str, list[str]], all: bool = False, no_t
     return rows
 
 
+def _untagged_repository(engine, entry) -> str:
+    """Return the repository of an untagged image that a pull by digest recorded, as Docker shows it, else `<none>`."""
+    recorded = engine.images.repo_digests(entry.image_id)
+    if not recorded:
+        return "<none>"
+    return Reference.parse(recorded[0]).familiar_name
+
+
 def _repository_digest(engine, entry) -> str:
     """Return the digest a registry gave the image under the row's repository, or `<none>` as Docker prints."""
+    recorded_digests = engine.images.repo_digests(entry.image_id)
     if entry.reference is None:
-        return "<none>"
-    for recorded in engine.images.repo_digests(entry.image_id):
+        return recorded_digests[0].partition("@")[2] if recorded_digests else "<none>"
+    for recorded in recorded_digests:
         name, _, digest = recorded.partition("@")
         if name == entry.reference.name:
             return digest

@@ -19,18 +19,21 @@ import base64
 import http.client
 import json
 import logging
+import os
 import re
 import ssl
 import urllib.parse
 from dataclasses import dataclass, field
 
-from layerlab.engine.errors import LayerlabError, NotFoundError
+from layerlab.engine.errors import InvalidArgumentError, LayerlabError, NotFoundError
 from layerlab.engine.registry.credentials import Credentials, get_credentials
-from layerlab.engine.registry.hosts import allows_plain_http, api_host, tls_context
+from layerlab.engine.registry.hosts import allows_plain_http, api_host, insecure_hint, tls_context
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = 60
+# Seconds that one socket operation (connect, TLS handshake, a read) may wait, as Docker's 30 s dial timeout.
+DEFAULT_TIMEOUT = 30.0
+TIMEOUT_VARIABLE = "LAYERLAB_REGISTRY_TIMEOUT"
 MAX_REDIRECTS = 5
 USER_AGENT = "layerlab"
 
@@ -45,6 +48,26 @@ class CertificateError(RegistryError):
 
 class AuthenticationError(RegistryError):
     """Credentials that the registry or its token server rejected, or none where some are needed."""
+
+
+class UnreachableError(RegistryError):
+    """A registry whose host could not be resolved, connected to, or that did not respond in time."""
+
+
+def registry_timeout() -> float:
+    """Return the socket timeout in seconds: `LAYERLAB_REGISTRY_TIMEOUT`, else `DEFAULT_TIMEOUT`."""
+    text = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 3600:
+        raise InvalidArgumentError(
+            f"invalid {TIMEOUT_VARIABLE} {text!r}: expected a number of seconds from 0.1 to 3600, such as 30"
+        )
+    return seconds
 
 
 @dataclass
@@ -78,12 +101,15 @@ class RegistryClient:
     """Requests to one registry, authenticated as its challenges ask."""
 
     def __init__(self, registry: str, *, root: str | None = None, credentials: Credentials | None = None,
-                 use_stored_credentials: bool = True):
+                 use_stored_credentials: bool = True, checking_login: bool = False):
         self.registry = registry
         self.host = api_host(registry)
         self.root = root
         self._credentials = credentials
+        # `login` checks the credentials as typed, so a rejection must not suggest running it again.
+        self._checking_login = checking_login
         self._use_stored = use_stored_credentials and credentials is None
+        self._timeout = registry_timeout()
         self._scheme: str | None = None
         self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
         # (type, name) -> actions, for example ("repository", "lab/app") -> {"pull", "push"}.
@@ -144,7 +170,12 @@ class RegistryClient:
             holder = f"user {self._credentials.username!r}" if self._credentials else "anonymous access"
             needed = " ".join(f"{kind}:{name}:{','.join(sorted(actions))}" for kind, name, actions in scopes)
             message = f"the token server did not grant {holder} {needed}"
-        return f"{self.registry} denied {method} {_display(url)}: {message}: run `layerlab login {self.registry}`"
+        return f"{self.registry} denied {method} {_display(url)}: {message}: {self._login_hint()}"
+
+    def _login_hint(self) -> str:
+        if self._checking_login:
+            return "check the user name and password"
+        return f"run `layerlab login {self.registry}`"
 
     def check_login(self) -> None:
         """Send `GET /v2/`, authenticating as asked; raise AuthenticationError if the credentials fail."""
@@ -223,7 +254,7 @@ class RegistryClient:
         if response.status in (401, 403):
             raise AuthenticationError(
                 f"the token server for {self.registry} rejected the credentials of {credentials.username!r}: "
-                f"run `layerlab login {self.registry}`"
+                f"{self._login_hint()}"
             )
         if response.status != 200:
             raise AuthenticationError(
@@ -263,7 +294,8 @@ class RegistryClient:
             response = self._send("GET", f"https://{self.host}/v2/", {}, None)
             response.read()
             return "https"
-        except CertificateError:
+        except (CertificateError, UnreachableError):
+            # A registry that does not respond over HTTPS in time would not respond over plain HTTP either.
             raise
         except RegistryError as error:
             log.debug("HTTPS to %s failed (%s), using plain HTTP", self.host, error)
@@ -275,14 +307,12 @@ class RegistryClient:
         connection = self._connections.get(key)
         if connection is None:
             if scheme == "https":
-                connection = http.client.HTTPSConnection(netloc, timeout=TIMEOUT,
+                connection = http.client.HTTPSConnection(netloc, timeout=self._timeout,
                                                          context=tls_context(netloc, self.root))
             elif allows_plain_http(netloc, self.root):
-                connection = http.client.HTTPConnection(netloc, timeout=TIMEOUT)
+                connection = http.client.HTTPConnection(netloc, timeout=self._timeout)
             else:
-                raise RegistryError(
-                    f"refusing plain HTTP to {netloc}: add it to LAYERLAB_INSECURE_REGISTRIES if it has no TLS"
-                )
+                raise RegistryError(f"refusing plain HTTP to {netloc}: {insecure_hint(netloc, self.root)}")
             self._connections[key] = connection
         return connection
 
@@ -324,7 +354,25 @@ class RegistryClient:
                     raise RegistryError(f"{method} {scheme}://{netloc}{target}: connection lost: {error}") from None
                 if hasattr(body, "seek"):
                     body.seek(0)
-            except (OSError, http.client.HTTPException) as error:
+            except ssl.SSLError as error:
+                self._drop_connection(scheme, netloc)
+                if error.reason == "WRONG_VERSION_NUMBER":
+                    # The usual reply of a plain-HTTP server to a TLS handshake.
+                    raise RegistryError(
+                        f"{netloc} does not speak HTTPS (TLS failed with WRONG_VERSION_NUMBER): if it serves "
+                        f"plain HTTP, {insecure_hint(netloc, self.root)}"
+                    ) from None
+                raise RegistryError(f"TLS connection to {netloc} failed: {error}") from None
+            except TimeoutError:
+                self._drop_connection(scheme, netloc)
+                raise UnreachableError(
+                    f"{scheme}://{netloc} did not respond to {method} {_display(target)} within {self._timeout:g} s: "
+                    f"check that a registry runs there, or set {TIMEOUT_VARIABLE} to wait longer"
+                ) from None
+            except OSError as error:
+                self._drop_connection(scheme, netloc)
+                raise UnreachableError(f"cannot reach {scheme}://{netloc}: {error}") from None
+            except http.client.HTTPException as error:
                 self._drop_connection(scheme, netloc)
                 raise RegistryError(f"cannot reach {scheme}://{netloc}: {error}") from None
         raise AssertionError("unreachable")
@@ -350,4 +398,5 @@ def _display(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-__all__ = ["RegistryClient", "RegistryError", "AuthenticationError", "CertificateError", "parse_challenge"]
+__all__ = ["RegistryClient", "RegistryError", "AuthenticationError", "CertificateError", "UnreachableError",
+           "parse_challenge", "registry_timeout"]

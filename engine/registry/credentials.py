@@ -43,11 +43,43 @@ def _read_config() -> dict:
             document = json.load(config)
     except FileNotFoundError:
         return {}
+    except IsADirectoryError:
+        raise InvalidArgumentError(f"cannot read {path}: it is a directory: remove it or point DOCKER_CONFIG "
+                                   "at another directory") from None
+    except OSError as error:
+        raise InvalidArgumentError(f"cannot read {path}: {error.strerror}: fix its permissions or remove it") from None
     except ValueError as error:
         raise InvalidArgumentError(f"{path} is not valid JSON ({error}): fix or remove it") from None
     if not isinstance(document, dict):
         raise InvalidArgumentError(f"{path} must contain a JSON object: fix or remove it")
+    _check_config(document, path)
     return document
+
+
+def _check_config(document: dict, path: str) -> None:
+    """Raise InvalidArgumentError naming the first key of config.json whose value has the wrong JSON type."""
+    def wrong(key: str, expected: str) -> InvalidArgumentError:
+        return InvalidArgumentError(f"{path}: {key} must be {expected}: edit or remove that entry")
+
+    auths = document.get("auths")
+    if auths is not None and not isinstance(auths, dict):
+        raise wrong("auths", 'an object that maps registries to {"auth": "..."}')
+    for registry, entry in (auths or {}).items():
+        if not isinstance(entry, dict):
+            raise wrong(f"auths[{registry!r}]", 'an object such as {"auth": "<base64 of user:password>"}')
+        for field_name in ("auth", "username", "password", "identitytoken"):
+            if field_name in entry and not isinstance(entry[field_name], str):
+                raise wrong(f"auths[{registry!r}].{field_name}", "a string")
+
+    helpers = document.get("credHelpers")
+    if helpers is not None and not isinstance(helpers, dict):
+        raise wrong("credHelpers", 'an object that maps registries to helper names, such as {"host:5000": "pass"}')
+    for registry, helper in (helpers or {}).items():
+        if not isinstance(helper, str):
+            raise wrong(f"credHelpers[{registry!r}]", "a helper name (a string)")
+    store = document.get("credsStore")
+    if store is not None and not isinstance(store, str):
+        raise wrong("credsStore", "a helper name (a string)")
 
 
 def _write_config(document: dict) -> None:
@@ -91,17 +123,32 @@ def _run_helper(helper: str, action: str, payload: str) -> str:
     return result.stdout
 
 
+def _helper_credentials(helper: str, key: str) -> Credentials | None:
+    """Run the helper's `get` for `key`; return its credentials, or None when it has none."""
+    output = _run_helper(helper, "get", key)
+    if not output.strip():
+        return None
+    try:
+        answer = json.loads(output)
+    except ValueError:
+        answer = None
+    valid = isinstance(answer, dict) and all(isinstance(answer.get(name, ""), str) for name in ("Username", "Secret"))
+    if not valid:
+        # Only the size is shown, because the output may contain a secret.
+        raise LayerlabError(
+            f"credential helper docker-credential-{helper} get returned {len(output)} bytes that are not a JSON "
+            f"object with string Username and Secret: fix the helper or remove it from {config_path()}"
+        )
+    return Credentials(answer.get("Username", ""), answer.get("Secret", ""))
+
+
 def get_credentials(registry: str) -> Credentials | None:
     """Return the stored credentials for `registry`, or None."""
     key = auth_key(registry)
     document = _read_config()
     helper = _helper_for(document, key)
     if helper:
-        output = _run_helper(helper, "get", key)
-        if not output.strip():
-            return None
-        answer = json.loads(output)
-        return Credentials(answer.get("Username", ""), answer.get("Secret", ""))
+        return _helper_credentials(helper, key)
 
     entry = (document.get("auths") or {}).get(key)
     if not entry:
@@ -127,6 +174,12 @@ def store_credentials(registry: str, credentials: Credentials) -> str:
     if helper:
         payload = json.dumps({"ServerURL": key, "Username": credentials.username, "Secret": credentials.password})
         _run_helper(helper, "store", payload)
+        # A helper that exits 0 but cannot return what it stored would fail every later pull, so read them back.
+        if _helper_credentials(helper, key) != credentials:
+            raise LayerlabError(
+                f"credential helper docker-credential-{helper} store exited 0, but its get did not return the "
+                f"stored credentials for {key}: fix the helper or remove it from {config_path()}"
+            )
         return f"docker-credential-{helper}"
 
     token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()

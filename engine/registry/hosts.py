@@ -78,10 +78,18 @@ def insecure_registries(root: str | None = None) -> set[str]:
 
 def allows_plain_http(host: str, root: str | None = None) -> bool:
     """Return whether `host` (host[:port]) may be reached over plain HTTP."""
-    if host_name(host) in LOOPBACK_HOSTS or host in LOOPBACK_HOSTS:
+    # Host names are case-insensitive, so LOCALHOST:5000 is loopback too.
+    if host_name(host).lower() in LOOPBACK_HOSTS or host.lower() in LOOPBACK_HOSTS:
         return True
-    listed = insecure_registries(root)
-    return host in listed or host_name(host) in listed
+    listed = {entry.lower() for entry in insecure_registries(root)}
+    return host.lower() in listed or host_name(host).lower() in listed
+
+
+def insecure_hint(host: str, root: str | None = None) -> str:
+    """Return how to allow plain HTTP to `host`, naming both settings."""
+    path = os.path.join(root or default_root(), "registries.json")
+    return (f"add {host} to LAYERLAB_INSECURE_REGISTRIES (comma-separated) or to "
+            f"\"insecure-registries\" in {path}")
 
 
 def certs_dirs(host: str, root: str | None = None) -> list[str]:
@@ -94,9 +102,25 @@ def tls_context(host: str, root: str | None = None) -> ssl.SSLContext:
     for directory in certs_dirs(host, root):
         for ca_file in sorted(glob.glob(os.path.join(directory, "*.crt"))):
             log.debug("trusting CA %s for %s", ca_file, host)
-            context.load_verify_locations(cafile=ca_file)
+            try:
+                context.load_verify_locations(cafile=ca_file)
+            except (ssl.SSLError, OSError) as error:
+                raise InvalidArgumentError(
+                    f"cannot load CA certificate {ca_file} for {host}: {_ssl_reason(error)}: "
+                    "replace it with the registry's PEM CA certificate or remove it"
+                ) from None
         cert = os.path.join(directory, "client.cert")
         key = os.path.join(directory, "client.key")
         if os.path.exists(cert) and os.path.exists(key):
-            context.load_cert_chain(cert, key)
+            try:
+                context.load_cert_chain(cert, key)
+            except (ssl.SSLError, OSError) as error:
+                raise InvalidArgumentError(
+                    f"cannot load client certificate {cert} with key {key} for {host}: {_ssl_reason(error)}: "
+                    "replace them with a matching PEM certificate and key or remove them"
+                ) from None
     return context
+
+
+def _ssl_reason(error: Exception) -> str:
+    return getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)

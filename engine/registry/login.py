@@ -20,7 +20,7 @@ def login(server: str | None, username: str, password: str, *, root: str | None 
     if not password:
         raise InvalidArgumentError("login needs a password: pass --password-stdin and write it to standard input")
     credentials = Credentials(username, password)
-    client = RegistryClient(registry, root=root, credentials=credentials)
+    client = RegistryClient(registry, root=root, credentials=credentials, checking_login=True)
     try:
         client.check_login()
     finally:

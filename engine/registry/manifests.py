@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from layerlab.engine.errors import InvalidArgumentError, NotFoundError
 from layerlab.engine.image import host_architecture
+from layerlab.engine.reference import Reference
 from layerlab.engine.registry.client import RegistryClient, RegistryError
 from layerlab.engine.transfer.layers import BlobMismatchError
 
@@ -69,7 +70,12 @@ class FetchedManifest:
 
 def fetch_manifest(client: RegistryClient, repository: str, reference: str) -> FetchedManifest:
     """GET a manifest by tag or digest, checking its size and, where known, its digest."""
-    response = client.request("GET", f"/v2/{repository}/manifests/{reference}", headers={"Accept": ACCEPT})
+    response = client.request("GET", f"/v2/{repository}/manifests/{reference}", headers={"Accept": ACCEPT},
+                              allow_missing=True)
+    if response is None:
+        separator = "@" if ":" in reference else ":"
+        name = Reference(client.registry, repository).familiar_name
+        raise NotFoundError(f"manifest for {name}{separator}{reference} not found: manifest unknown")
     length = response.getheader("Content-Length")
     if length is not None and int(length) > MAX_MANIFEST_SIZE:
         response.close()

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from layerlab.engine.digest import check_digest, short_id
 from layerlab.engine.errors import InvalidArgumentError, NotFoundError
 from layerlab.engine.image import Image
-from layerlab.engine.reference import Reference
+from layerlab.engine.reference import DEFAULT_REGISTRY, Reference
 from layerlab.engine.store import ANNOTATION_IMAGE_ID
 from layerlab.engine.registry.blobinfo import BlobInfo, CompressedBlob
-from layerlab.engine.registry.client import RegistryClient, RegistryError
+from layerlab.engine.registry.client import RegistryClient, RegistryError, UnreachableError
 from layerlab.engine.registry.manifests import (
     INDEX_TYPES,
     MAX_MANIFEST_SIZE,
@@ -81,9 +81,25 @@ def pull(engine, name: str, *, platform: str | None = None,
     try:
         # Layers are stored one by one and named together at the end, so prune waits for the pull.
         with engine.store.gc_shared():
+            engine.store.remove_stale_tmp()
             return _pull(engine, client, reference, requested, explicit_platform, say)
+    except UnreachableError as error:
+        hint = _offline_hint(reference)
+        if hint is None:
+            raise
+        raise UnreachableError(f"{error}: {hint}") from None
     finally:
         client.close()
+
+
+def _offline_hint(reference: Reference) -> str | None:
+    """Return how to make a Docker Hub image that `layerlab bootstrap` knows without a registry, else None."""
+    if reference.registry != DEFAULT_REGISTRY or reference.digest:
+        return None
+    if reference.repository not in ("library/busybox", "library/debian"):
+        return None
+    name = reference.familiar_name if reference.tag == "latest" else reference.familiar
+    return f"to make {name} without a registry, run `layerlab bootstrap {name}`"
 
 
 def _pull(engine, client, reference: Reference, requested: Platform, explicit_platform: bool, say) -> PullResult:
@@ -124,13 +140,19 @@ def _pull(engine, client, reference: Reference, requested: Platform, explicit_pl
 
     image = commit_image(engine.store, config_bytes, config_digest, layers)
     kept_manifest = engine.store.put_blob(manifest.data)
-    engine.images.tag(image, reference)
+    if reference.digest:
+        # As in Docker, a pull by digest adds no tag (a tag written beside the digest is ignored):
+        # the image keeps its names, or gets an untagged entry, and records the digest.
+        engine.images.add_untagged(image)
+    else:
+        engine.images.tag(image, reference)
     engine.images.add_repo_digest(image.id, reference, top.digest)
     engine.images.keep_registry_manifest(image.id, reference, kept_manifest)
+    pulled_name = f"{reference.familiar_name}@{reference.digest}" if reference.digest else reference.familiar
     if already:
-        status = f"Status: Image is up to date for {reference.familiar}"
+        status = f"Status: Image is up to date for {pulled_name}"
     else:
-        status = f"Status: Downloaded newer image for {reference.familiar}"
+        status = f"Status: Downloaded newer image for {pulled_name}"
     say(TransferDone((f"Digest: {top.digest}", status, str(reference))))
     log.info("pulled %s (%s) as image %s", reference, top.digest, image.id)
     return PullResult(image, reference, top.digest, not already)

@@ -71,7 +71,8 @@ def test_login_wrong_password_rejected(cli, auth_registry, docker_config):
     result = cli("login", "-u", USER, "--password-stdin", auth_registry.host, input="wrong\n")
 
     assert result.returncode != 0
-    assert "login" in result.stderr
+    assert "check the user name and password" in result.stderr
+    assert "layerlab login" not in result.stderr
     assert not (docker_config / "config.json").exists()
 
 
