@@ -146,8 +146,8 @@ class Side:
         self.checked("run", "-d", "--name", RUNNING, "--network", "none", IMAGE, "sleep", "600")
 
     def tear_down(self):
-        self("rm", "-f", "-v", RUNNING, STOPPED)
-        self("volume", "rm", "-f", VOLUME)
+        self.checked("rm", "-f", RUNNING, STOPPED)
+        self.checked("volume", "rm", VOLUME)
 
 
 @pytest.fixture(scope="module")
