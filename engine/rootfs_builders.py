@@ -26,6 +26,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -564,6 +565,45 @@ def copy_without_devices(source_tar, stream):
             dest.addfile(member, fileobj)
 
 
+def searchable_by_others(path):
+    """Return whether every directory from `path` up to / has the search bit for others."""
+    path = os.path.realpath(path)
+    while True:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return False
+        if not mode & stat.S_IXOTH:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+def unshare_tmpdir(dest_tar):
+    """Make the TMPDIR for mmdebstrap's unshare mode and return its path.
+
+    In unshare mode, mmdebstrap's root directory belongs to a subordinate
+    id, which reaches TMPDIR through the permissions for others only. A
+    student's TMPDIR is often mode 0700, and so is the scratch folder that
+    `bootstrap` writes the tar into. So the directory goes in the first of
+    the tar's folder, that folder's parent, /var/tmp and /tmp that others
+    can search, and gets mode 0711 itself.
+    """
+    dest_dir = os.path.dirname(dest_tar)
+    for parent in (dest_dir, os.path.dirname(dest_dir), "/var/tmp", "/tmp"):
+        if searchable_by_others(parent):
+            path = tempfile.mkdtemp(prefix="layerlab-mmdebstrap-", dir=parent)
+            os.chmod(path, 0o711)
+            return path
+    raise LayerlabError(
+        f"mmdebstrap --mode=unshare needs a temporary directory that subordinate ids can reach, "
+        f"but neither {dest_dir}, its parent, /var/tmp nor /tmp is searchable by others; "
+        f"run `chmod o+x` on the folders above {dest_dir}"
+    )
+
+
 def mmdebstrap_version():
     output = run_tool(["mmdebstrap", "--version"])
     return output.split()[-1] if output.split() else "unknown"
@@ -591,6 +631,11 @@ def build_debian_rootfs(suite, dest_tar, *, mirror="http://deb.debian.org/debian
     tmp_tar = f"{dest_tar}.partial"
     command = mmdebstrap_command(suite, tmp_tar, mirror, variant, slim)
 
+    unshare_dir = None
+    if "--mode=unshare" in command:
+        unshare_dir = unshare_tmpdir(dest_tar)
+        env["TMPDIR"] = unshare_dir
+
     started = time.monotonic()
     log.info("running %s", shlex.join(command))
     try:
@@ -603,6 +648,11 @@ def build_debian_rootfs(suite, dest_tar, *, mirror="http://deb.debian.org/debian
     finally:
         if os.path.exists(tmp_tar):
             os.unlink(tmp_tar)
+        if unshare_dir is not None:
+            # A failed run can leave files owned by subordinate ids in it.
+            from layerlab.engine.rootless import remove_tree
+
+            remove_tree(unshare_dir)
     seconds = round(time.monotonic() - started, 1)
     snapshot = None
     version = suite

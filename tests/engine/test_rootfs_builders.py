@@ -1,7 +1,11 @@
 """Base-image root file systems built from Debian packages."""
 
 import hashlib
+import os
+import shutil
+import stat
 import tarfile
+import tempfile
 
 import pytest
 
@@ -173,6 +177,36 @@ def test_debian_sid_has_no_updates():
     lines = rootfs_builders.source_lines("sid", "http://deb.debian.org/debian")
 
     assert lines == ["deb http://deb.debian.org/debian sid main"]
+
+
+def test_unshare_tmpdir_beside_searchable_tar():
+    # pytest's tmp_path sits in a 0700 folder, so this one is made in /var/tmp.
+    scratch = tempfile.mkdtemp(prefix="layerlab-test-", dir="/var/tmp")
+    try:
+        os.chmod(scratch, 0o755)
+
+        path = rootfs_builders.unshare_tmpdir(os.path.join(scratch, "rootfs.tar"))
+
+        assert os.path.dirname(path) == scratch
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o711
+    finally:
+        shutil.rmtree(scratch)
+
+
+def test_unshare_tmpdir_skips_private_folders(tmp_path):
+    # A 0700 scratch folder in a 0700 parent, as a student's TMPDIR would be.
+    parent = tmp_path / "private"
+    scratch = parent / "scratch"
+    scratch.mkdir(parents=True)
+    scratch.chmod(0o700)
+    parent.chmod(0o700)
+
+    path = rootfs_builders.unshare_tmpdir(str(scratch / "rootfs.tar"))
+    try:
+        assert os.path.dirname(path) in ("/var/tmp", "/tmp")
+        assert rootfs_builders.searchable_by_others(path)
+    finally:
+        os.rmdir(path)
 
 
 def test_debian_os_release(debian_rootfs_tar):
