@@ -3,7 +3,8 @@
 # tests again as the ordinary user layerlab-ci (rootless layerlab), then check
 # that the runs left no mount, network link or Docker daemon behind.
 # Extra arguments go to the first pytest run (for example:
-# scripts/test.sh -m 'not network'). LAYERLAB_TEST_ROOTLESS=0 skips the second.
+# scripts/test.sh -m 'not network'). LAYERLAB_TEST_ROOTLESS=0 skips the second,
+# and LAYERLAB_TEST_NOTEBOOKS=0 skips its run of the course notebooks.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -162,18 +163,37 @@ run_rootless_pass() {
         return 1
     fi
 
+    # Runs pytest with the given arguments as the user, from the checkout.
+    # -p no:cacheprovider: the user cannot write .pytest_cache in the checkout.
+    pytest_as_user() {
+        (
+            cd "$repo_root"
+            timeout -k 60 "$suite_timeout" runuser -u "$rootless_user" -- env -i \
+                HOME="$user_home" USER="$rootless_user" LOGNAME="$rootless_user" LANG=C.UTF-8 \
+                PATH="$venv/bin:/usr/bin:/bin" \
+                XDG_RUNTIME_DIR="$user_dir/runtime" TMPDIR="$user_dir/tmp" \
+                LAYERLAB_ROOT="$user_dir/store" LAYERLAB_TEST_CACHE="$user_dir/cache" CI="${CI:-}" \
+                "$venv/bin/python" -m pytest -q -rs -p no:cacheprovider "${pytest_timeout[@]}" "$@"
+        )
+    }
+
     echo "test: running the runtime tests as $rootless_user"
-    (
-        cd "$repo_root"
-        # -p no:cacheprovider: the user cannot write .pytest_cache in the checkout.
-        timeout -k 60 "$suite_timeout" runuser -u "$rootless_user" -- env -i \
-            HOME="$user_home" USER="$rootless_user" LOGNAME="$rootless_user" LANG=C.UTF-8 \
-            PATH="$venv/bin:/usr/bin:/bin" \
-            XDG_RUNTIME_DIR="$user_dir/runtime" TMPDIR="$user_dir/tmp" \
-            LAYERLAB_ROOT="$user_dir/store" LAYERLAB_TEST_CACHE="$user_dir/cache" CI="${CI:-}" \
-            "$venv/bin/python" -m pytest -q -rs -p no:cacheprovider --basetemp "$user_dir/pytest" \
-            "${pytest_timeout[@]}" -m "not network and not docker" "${rootless_suites[@]}"
-    )
+    local status=0
+    pytest_as_user --basetemp "$user_dir/pytest" -m "not network and not docker" \
+        "${rootless_suites[@]}" || status=$?
+
+    # The course notebooks as a student runs them, in a store of their own.
+    # They need the Debian archive, so LAYERLAB_TEST_NOTEBOOKS=0 skips them.
+    if [[ "${LAYERLAB_TEST_NOTEBOOKS:-1}" != "0" ]]; then
+        echo "test: running the course notebooks as $rootless_user"
+        local notebooks_status=0
+        pytest_as_user --basetemp "$user_dir/pytest-notebooks" \
+            tests/test_notebooks.py::test_notebooks_run_as_ordinary_user || notebooks_status=$?
+        if [[ $status -eq 0 ]]; then
+            status=$notebooks_status
+        fi
+    fi
+    return $status
 }
 
 rootless_status=0

@@ -1,5 +1,9 @@
 """Run the course notebooks under nbval, as CI does, and compare their outputs.
 
+As an ordinary user, run them as a student on JupyterHub or Binder would
+instead: scripts/test.sh runs `test_notebooks_run_as_ordinary_user` in its
+pass as layerlab-ci, and it skips as root.
+
 Each pass executes copies of notebooks/NN-*.ipynb in the order of their
 number, in one temporary directory, because the notebooks write build
 contexts next to themselves. Both passes use one image store: fresh for the
@@ -17,7 +21,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from layerlab.engine.api import Engine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -27,6 +36,10 @@ SANITIZE_FILE = NOTEBOOKS_DIR / "nbval-sanitize.cfg"
 # because a debian bootstrap and the build-essential install of notebook 03
 # take minutes on a slow mirror.
 NBVAL_TIMEOUT = 1800
+
+# Timeout in seconds for one cell of a notebook run without nbval. The
+# slowest cells are the same bootstrap and apt-get installs.
+CELL_TIMEOUT = 1200
 
 
 def course_notebooks():
@@ -86,3 +99,35 @@ def test_notebooks_pass_nbval_twice(notebook_env):
             f"nbval failed on the {attempt} (exit {result.returncode}):\n"
             f"{result.stdout[-20000:]}\n{result.stderr[-5000:]}"
         )
+
+
+def remove_all_containers(store):
+    # A failing cell can leave a notebook's detached containers (web servers,
+    # registries) running, with their monitors as processes of this user.
+    engine = Engine(str(store))
+    for record in engine.containers.list():
+        engine.remove_container(record.id, force=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="runs as an ordinary user; scripts/test.sh runs it as layerlab-ci")
+def test_notebooks_run_as_ordinary_user(notebook_env, monkeypatch):
+    """Every cell runs rootless without an error, except those tagged raises-exception.
+
+    Outputs are not compared: the stored ones come from a run as root.
+    """
+    work_dir, env = notebook_env
+    monkeypatch.setenv("LAYERLAB_ROOT", env["LAYERLAB_ROOT"])
+    monkeypatch.setenv("JUPYTER_PATH", env["JUPYTER_PATH"])
+
+    try:
+        for source in course_notebooks():
+            path = work_dir / source.name
+            notebook = nbformat.read(path, as_version=4)
+            client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="layerlab",
+                                    resources={"metadata": {"path": str(work_dir)}})
+            try:
+                client.execute()
+            except CellExecutionError as error:
+                pytest.fail(f"a cell of {source.name} failed as uid {os.geteuid()}:\n{error}")
+    finally:
+        remove_all_containers(env["LAYERLAB_ROOT"])
