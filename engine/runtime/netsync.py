@@ -28,16 +28,16 @@ class NetworkHandshake:
 
     def child_side(self):
         """Close the launcher's ends; call right after fork in the child."""
-        _close(self._ready_read, self._release_write)
+        self._close("_ready_read", "_release_write")
 
     def notify_ready(self):
         os.write(self._ready_write, _BYTE)
-        _close(self._ready_write)
+        self._close("_ready_write")
 
     def wait_released(self):
         """Block until the launcher has configured the network; raise if it gave up."""
         data = os.read(self._release_read, 1)
-        _close(self._release_read)
+        self._close("_release_read")
         if data != _BYTE:
             raise ContainerError("the launcher failed to set up the container's network")
 
@@ -45,26 +45,33 @@ class NetworkHandshake:
 
     def launcher_side(self):
         """Close the child's ends; call right after fork in the launcher."""
-        _close(self._ready_write, self._release_read)
+        self._close("_ready_write", "_release_read")
 
     def wait_ready(self) -> bool:
         """Wait for the child's network namespace; False if the child failed before creating it."""
         data = os.read(self._ready_read, 1)
-        _close(self._ready_read)
+        self._close("_ready_read")
         return data == _BYTE
 
     def release(self):
         os.write(self._release_write, _BYTE)
-        _close(self._release_write)
+        self._close("_release_write")
 
     def close(self):
         """Close whatever is still open in this process; a child waiting for `released` then gets EOF."""
-        _close(self._ready_read, self._release_write)
+        self._close("_ready_read", "_release_write")
 
-
-def _close(*fds):
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    def _close(self, *names):
+        # Each end is closed once and then set to -1. The launcher opens
+        # other pipes (slirp4netns's ready and exit pipes) between
+        # wait_ready and close, and those can reuse a closed end's number,
+        # so closing that number again would close them.
+        for name in names:
+            fd = getattr(self, name)
+            if fd < 0:
+                continue
+            setattr(self, name, -1)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
