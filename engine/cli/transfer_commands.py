@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import stat
 import sys
 
 from layerlab.engine.errors import InvalidArgumentError
@@ -145,25 +146,42 @@ def save(options, presenter) -> int:
     engine = _engine()
     if options.output:
         _check_output_path(options.output)
-        # The archive is written beside the target and renamed over it, so a failed save keeps an older file.
-        tmp_path = f"{options.output}.tmp-{os.getpid()}"
-        try:
-            try:
-                target = open(tmp_path, "wb")
-            except OSError as error:
-                raise InvalidArgumentError(f"cannot write {options.output}: {error.strerror}") from None
-            with target:
-                save_images(engine, options.images, target, format=options.format)
-            os.rename(tmp_path, options.output)
-        finally:
-            if os.path.exists(tmp_path):
-                os.unlink(tmp_path)
+        _save_to_path(engine, options, save_images)
         return 0
     if sys.stdout.isatty():
         raise InvalidArgumentError("refusing to write an archive to a terminal: use -o FILE or a redirect")
     save_images(engine, options.images, sys.stdout.buffer, format=options.format)
     sys.stdout.buffer.flush()
     return 0
+
+
+def _save_to_path(engine, options, save_images) -> None:
+    """Write the archive to `options.output`: into it when it is a device or pipe, else through a renamed file."""
+    try:
+        existing = os.stat(options.output)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        # Replacing /dev/null or a named pipe with a file would break the host, so write into it.
+        with open(options.output, "wb") as target:
+            save_images(engine, options.images, target, format=options.format)
+        return
+
+    # The archive is written beside the target and renamed over it, so a
+    # failed save keeps an older file. A symlink keeps pointing at the file.
+    destination = os.path.realpath(options.output)
+    tmp_path = f"{destination}.tmp-{os.getpid()}"
+    try:
+        try:
+            target = open(tmp_path, "wb")
+        except OSError as error:
+            raise InvalidArgumentError(f"cannot write {options.output}: {error.strerror}") from None
+        with target:
+            save_images(engine, options.images, target, format=options.format)
+        os.rename(tmp_path, destination)
+    finally:
+        if os.path.exists(tmp_path):
+            os.unlink(tmp_path)
 
 
 def _check_output_path(output: str) -> None:

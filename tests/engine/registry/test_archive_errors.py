@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import tarfile
@@ -147,6 +148,48 @@ def test_cli_save_to_directory(cli, busybox, tmp_path):
     assert f"cannot write {tmp_path}: it is a directory" in result.stderr
     assert ".tmp-" not in result.stderr
     assert [name for name in os.listdir(tmp_path.parent) if ".tmp-" in name] == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root")
+def test_cli_save_into_device_keeps_it(cli, busybox, tmp_path):
+    # A private null device stands in for /dev/null, so a regression cannot break the host's.
+    folder = tmp_path / "out"
+    folder.mkdir()
+    device = folder / "null"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+
+    result = cli("save", "-o", device, "busybox")
+
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISCHR(os.stat(device).st_mode)
+    assert os.listdir(folder) == ["null"]
+
+
+def test_cli_save_into_named_pipe(cli, busybox, tmp_path):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    reader = subprocess.Popen(["cat", str(pipe)], stdout=subprocess.PIPE)
+
+    result = cli("save", "-o", pipe, "busybox")
+    received = reader.communicate(timeout=60)[0]
+
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+    with tarfile.open(fileobj=io.BytesIO(received)) as opened:
+        assert "manifest.json" in opened.getnames()
+
+
+def test_cli_save_through_symlink_keeps_link(cli, busybox, tmp_path):
+    archive = tmp_path / "real.tar"
+    archive.write_bytes(b"old")
+    link = tmp_path / "link.tar"
+    link.symlink_to(archive)
+
+    result = cli("save", "-o", link, "busybox")
+
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink()
+    assert tarfile.is_tarfile(archive)
 
 
 def test_fsck_reports_then_removes_tmp_files(cli, engine, store_root):
