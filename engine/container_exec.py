@@ -20,10 +20,12 @@ def run(engine, record: ContainerRecord, args: list[str], *, env: list[str], use
 
     `-e` values go over the container's environment, and user and working
     directory default to the container's. The process has the container's
-    capabilities and seccomp filter, or with `privileged` every capability
-    and no filter. Raises ConflictError when the
-    container is not running, and ContainerError (exit code 126 or 127)
-    when the program cannot be executed.
+    capabilities and seccomp filter; `privileged` gives it every capability
+    and keeps the filter, as Docker's `exec --privileged` does.
+
+    Raises ConflictError when the container is not running, and
+    ContainerError (exit code 126 or 127) when the program cannot be
+    executed.
 
     With `tty` the process gets a pseudo-terminal in the container, and
     its output is copied to stdio[1]; `interactive` also copies stdio[0]
@@ -54,7 +56,7 @@ def run(engine, record: ContainerRecord, args: list[str], *, env: list[str], use
     )
     security = security_of(record)
     if privileged:
-        security = dataclasses.replace(security, privileged=True)
+        security = dataclasses.replace(security, cap_add=("ALL",), cap_drop=())
     join_network = record.network != "host"
 
     if detach:

@@ -100,7 +100,7 @@ def _exec(sub):
     p.add_argument("-e", "--env", action="append", default=[], help="set an environment variable (KEY=value)")
     p.add_argument("-u", "--user", default=None, help="user name or uid, optionally with :group")
     p.add_argument("-w", "--workdir", default="", help="working directory inside the container")
-    p.add_argument("--privileged", action="store_true", help="give the command every capability and no seccomp filter")
+    p.add_argument("--privileged", action="store_true", help="give the command every capability")
     p.add_argument("-i", "--interactive", action="store_true", help="pass standard input to the command")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("-d", "--detach", action="store_true",
