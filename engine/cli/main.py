@@ -42,7 +42,12 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
         # argparse exits after --help; the kernel must not lose its process to it.
         return int(exit_request.code or 0)
 
-    _configure_logging(options.debug)
+    _configure_logging(options.debug, options.log_level)
+    unsupported = parsers.daemon_flag_given(options)
+    if unsupported:
+        presenter.error(f"layerlab: {unsupported} is not supported: layerlab runs without a daemon, so drop it\n"
+                        f"See 'layerlab --help'.\n")
+        return FLAG_VALUE_STATUS
     if options.version:
         # As with docker, --version wins over any command after it.
         options.handler = "version"
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
     # Only the command-line program owns its process's signals; the kernel passes a presenter of its own.
     catch_stop_signals = options.handler in STOP_SIGNAL_COMMANDS and isinstance(presenter, TerminalPresenter)
     try:
-        with _stop_signals_as_interrupts(catch_stop_signals):
+        with _stop_signals_as_interrupts(catch_stop_signals), _client_config(options.config):
             return handler(options, presenter) or 0
     except LayerlabError as error:
         presenter.error(f"layerlab: {error}\n")
@@ -67,6 +72,10 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
     except KeyboardInterrupt:
         presenter.error("layerlab: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader left, as `head` does: end quietly with the status of a
+        # process killed by SIGPIPE, which is how Docker's CLI ends there.
+        return BROKEN_PIPE_STATUS
     except OSError as error:
         log.debug("command failed", exc_info=True)
         presenter.error(f"layerlab: {error}\n")
@@ -76,6 +85,7 @@ def main(argv: list[str] | None = None, presenter=None) -> int:
 # Docker's CLI exits with 125 when `run` fails before the container's command
 # starts, and with 1 when any other command gets an error from the daemon.
 ENGINE_ERROR_STATUS = {"run": 125}
+BROKEN_PIPE_STATUS = 128 + signal.SIGPIPE
 FLAG_VALUE_STATUS = 125
 
 
@@ -91,10 +101,13 @@ def exit_status(handler: str, error: LayerlabError) -> int:
 
 def _command_word(argv: list[str]) -> str | None:
     """Return the first word of `argv` that is not a global option such as --debug; None for top-level help."""
-    for word in argv:
+    words = iter(argv)
+    for word in words:
         if word in ("-h", "--help"):
             return None
-        if not word.startswith("-"):
+        if word in parsers.GLOBAL_VALUE_FLAGS:
+            next(words, None)
+        elif not word.startswith("-"):
             return word
     return None
 
@@ -142,8 +155,32 @@ def _stop_signals_as_interrupts(enabled: bool):
             signal.signal(number, handler)
 
 
-def _configure_logging(debug: bool) -> None:
-    level = logging.DEBUG if debug or os.environ.get("LAYERLAB_DEBUG") else logging.WARNING
+@contextlib.contextmanager
+def _client_config(directory: str | None):
+    """Point DOCKER_CONFIG, the folder of config.json with the registry logins, at `directory` for one command."""
+    if directory is None:
+        yield
+        return
+    previous = os.environ.get("DOCKER_CONFIG")
+    os.environ["DOCKER_CONFIG"] = directory
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DOCKER_CONFIG", None)
+        else:
+            os.environ["DOCKER_CONFIG"] = previous
+
+
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR,
+              "fatal": logging.CRITICAL}
+
+
+def _configure_logging(debug: bool, log_level: str | None = None) -> None:
+    if debug or os.environ.get("LAYERLAB_DEBUG"):
+        level = logging.DEBUG
+    else:
+        level = LOG_LEVELS[log_level or "warn"]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -157,6 +194,8 @@ def console_main() -> None:
     status = main()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue
         try:
             stream.flush()
         except (BrokenPipeError, ValueError):

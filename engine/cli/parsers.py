@@ -78,6 +78,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="layerlab", description="Build and run container images with no daemon.")
     parser.add_argument("--debug", "-D", action="store_true", help="log what the engine does")
     parser.add_argument("--version", "-v", action="store_true", help="print the version and exit")
+    parser.add_argument("--log-level", "-l", choices=["debug", "info", "warn", "error", "fatal"], default=None,
+                        help="logging level (default warn)")
+    parser.add_argument("--config", default=None, metavar="DIR",
+                        help="folder of the client's config.json (default ~/.docker or $DOCKER_CONFIG)")
+    # Docker's flags for reaching a daemon: accepted by the parser so that the
+    # error can explain why they do not apply.
+    # Their destinations carry a prefix, because sub-commands use names such as `context`.
+    for flags in (("--host", "-H"), ("--context", "-c"), ("--tlscacert",), ("--tlscert",), ("--tlskey",)):
+        parser.add_argument(*flags, dest=_daemon_dest(flags[0]), default=None, help=argparse.SUPPRESS)
+    for flag in ("--tls", "--tlsverify"):
+        parser.add_argument(flag, dest=_daemon_dest(flag), action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(command=None, handler=None)
     action = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     sub = _SelectedSubparsers(action, command)
@@ -93,6 +104,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _container_group(sub)
     parser.command_names = sub.names
     return parser
+
+
+# Global flags that take a value, so the word after them is not the command.
+GLOBAL_VALUE_FLAGS = {"--log-level", "-l", "--config", "--host", "-H", "--context", "-c", "--tlscacert", "--tlscert",
+                      "--tlskey"}
+_DAEMON_FLAGS = {"--host": "-H/--host", "--context": "-c/--context", "--tlscacert": "--tlscacert",
+                 "--tlscert": "--tlscert", "--tlskey": "--tlskey", "--tls": "--tls", "--tlsverify": "--tlsverify"}
+
+
+def _daemon_dest(flag: str) -> str:
+    return "daemon_" + flag.lstrip("-")
+
+
+def daemon_flag_given(options) -> str | None:
+    """Return the first of Docker's daemon-connection flags given on the command line, or None."""
+    for flag, shown in _DAEMON_FLAGS.items():
+        if getattr(options, _daemon_dest(flag), None):
+            return shown
+    return None
 
 
 def command_names(parser: argparse.ArgumentParser) -> list[str]:

@@ -9,6 +9,7 @@ widgets for views.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 from layerlab.engine.build import events
@@ -16,12 +17,18 @@ from layerlab.engine.digest import short_id
 from layerlab.engine.registry.progress import TransferDone, plain_text
 
 
+def _discard():
+    return open(os.devnull, "w", encoding="utf-8")
+
+
 class TerminalPresenter:
     """Writes everything to the process's stdout and stderr."""
 
     def __init__(self, stdout=None, stderr=None):
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
+        # Python sets sys.stdout to None when fd 1 was closed at start-up
+        # (`layerlab images >&-`); the output then goes nowhere.
+        self.stdout = stdout or sys.stdout or _discard()
+        self.stderr = stderr or sys.stderr or _discard()
         self.live_transfer = None
 
     def write(self, text: str) -> None:

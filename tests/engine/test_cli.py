@@ -2,7 +2,10 @@
 
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -181,3 +184,55 @@ def test_fsck_corrupt_blob(busybox, cli):
 
     assert result.returncode == 1
     assert f"blob {image_id} does not match its digest" in result.stdout
+
+
+@pytest.mark.parametrize("flags", [["-l", "info"], ["--log-level", "error"], ["--config", "/nonexistent-config"]])
+def test_global_flag_values_are_not_commands(store_root, cli, flags):
+    result = cli(*flags, "ps")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("CONTAINER ID")
+
+
+@pytest.mark.parametrize("flags, named", [(["-H", "unix:///run/docker.sock"], "-H/--host"),
+                                          (["--context", "remote"], "-c/--context"),
+                                          (["--tlsverify"], "--tlsverify")])
+def test_daemon_flags_rejected(store_root, cli, flags, named):
+    result = cli(*flags, "ps")
+
+    assert result.returncode == 125
+    assert result.stderr.startswith(f"layerlab: {named} is not supported: layerlab runs without a daemon")
+
+
+def test_config_flag_names_logins_folder(store_root, cli, tmp_path):
+    folder = tmp_path / "client"
+    folder.mkdir()
+    (folder / "config.json").write_text("{not json")
+
+    result = cli("--config", folder, "logout", "127.0.0.1:5999")
+
+    assert result.returncode == 1
+    assert str(folder / "config.json") in result.stderr
+
+
+def test_closed_stdout_is_no_error(store_root):
+    env = dict(os.environ, LAYERLAB_ROOT=str(store_root))
+
+    result = subprocess.run([sys.executable, "-m", "layerlab", "images"], stdout=subprocess.DEVNULL, env=env,
+                            stderr=subprocess.PIPE, text=True, close_fds=True, preexec_fn=lambda: os.close(1))
+
+    assert result.returncode == 0
+    assert result.stderr == ""
+
+
+def test_reader_leaving_early_ends_quietly(busybox, store_root):
+    env = dict(os.environ, LAYERLAB_ROOT=str(store_root))
+    reader_gone = subprocess.Popen([sys.executable, "-m", "layerlab", "history", "--no-trunc", "busybox"], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader_gone.stdout.close()
+
+    error = reader_gone.stderr.read().decode()
+    status = reader_gone.wait(timeout=60)
+
+    assert error == ""
+    assert status in (0, 141)
