@@ -25,7 +25,8 @@ gives the orphan to that namespace's init, PID 1 of the container, and not
 to the caller, so the caller may exit while the process runs. Whether it is
 reaped then depends on that init: tini (`run --init`) reaps it, but a
 program such as `sleep` does not, and the zombie stays until the container
-stops, as in Docker.
+stops.
+TODO: let the detached container's monitor adopt it, as Docker's containerd-shim does.
 """
 
 import dataclasses
