@@ -70,32 +70,88 @@ class Engine:
         self.images.tag(image, reference, parent=self.images.parent_of(image.id))
 
     def remove_image(self, name: str, *, force: bool = False) -> list[str]:
-        """Untag `name`, and delete the image when no other name points at it; return Docker's lines."""
+        """Untag `name`, and delete the image when no other name points at it; return Docker's lines.
+
+        The conflict rules follow Docker 20.10 `ImageDelete`. Child images and running
+        containers are hard conflicts that -f does not override. Removing the last tag of
+        such an image with -f only untags it, and naming it by ID fails.
+        """
         image = self.image(name)
-        users = [c for c in self.containers.list() if c.image_id == image.id]
         references = self.images.references_to(image.id)
-        by_id = name.removeprefix("sha256:") and image.id.removeprefix("sha256:").startswith(name.removeprefix("sha256:"))
+        bare = name.removeprefix("sha256:")
+        by_id = bool(bare) and image.id.removeprefix("sha256:").startswith(bare)
+        if by_id:
+            return self._remove_image_by_id(image, references, force)
+        return self._remove_image_reference(name, image, references, force)
 
-        if users and not force and (by_id or len(references) <= 1):
-            container = users[0]
-            raise ConflictError(
-                f"conflict: unable to remove repository reference \"{name}\" (must force) - container "
-                f"{short_id(container.id)} is using its referenced image {short_id(image.id)}"
-            )
-        if by_id and len(references) > 1 and not force:
-            raise ConflictError(
-                f"conflict: unable to delete {short_id(image.id)} (must be forced) - image is referenced in multiple repositories"
-            )
+    def _remove_image_reference(self, name: str, image: Image, references: list[Reference], force: bool) -> list[str]:
+        if not force and len(references) <= 1:
+            users = [c for c in self.containers.list() if c.image_id == image.id]
+            if users:
+                # Untagging would leave a dangling image under a container, so Docker requires -f.
+                raise ConflictError(
+                    f"conflict: unable to remove repository reference \"{name}\" (must force) - container "
+                    f"{short_id(users[0].id)} is using its referenced image {short_id(image.id)}"
+                )
 
+        parent = self.images.parent_of(image.id)
+        reference = Reference.parse(name)
+        self.images.untag(reference)
+        lines = [f"Untagged: {reference.familiar}"]
+        if self.images.references_to(image.id):
+            return lines
+
+        # After the last tag goes, Docker deletes the image unless something still needs it,
+        # and then it keeps the image untagged without reporting the conflict.
+        if self._image_delete_conflict(image.id, soft=not force, active_references=False):
+            self.images.add_untagged(image, parent=parent)
+            return lines
+        self.images.forget_image(image.id)
+        lines.append(f"Deleted: {image.id}")
+        return lines
+
+    def _remove_image_by_id(self, image: Image, references: list[Reference], force: bool) -> list[str]:
         lines = []
-        targets = references if by_id else [Reference.parse(name)]
-        for reference in targets:
+        if len(references) == 1:
+            conflict = self._image_delete_conflict(image.id, soft=not force, active_references=False)
+            if conflict:
+                raise ConflictError(conflict)
+            self.images.untag(references[0])
+            lines.append(f"Untagged: {references[0].familiar}")
+
+        conflict = self._image_delete_conflict(image.id, soft=not force, active_references=not force)
+        if conflict:
+            raise ConflictError(conflict)
+        for reference in self.images.references_to(image.id):
             self.images.untag(reference)
             lines.append(f"Untagged: {reference.familiar}")
-        if not self.images.references_to(image.id):
-            self.images.forget_image(image.id)
-            lines.append(f"Deleted: {image.id}")
+        self.images.forget_image(image.id)
+        lines.append(f"Deleted: {image.id}")
         return lines
+
+    def _image_delete_conflict(self, image_id: str, *, soft: bool, active_references: bool) -> str | None:
+        """Return Docker's conflict message for deleting `image_id`, or None when nothing blocks it.
+
+        Hard conflicts (child images, running containers) are always checked. `soft` adds
+        stopped containers, and `active_references` adds remaining tags, which -f overrides.
+        """
+        prefix = f"conflict: unable to delete {short_id(image_id)}"
+        if self.images.has_dependent_children(image_id):
+            return f"{prefix} (cannot be forced) - image has dependent child images"
+
+        users = [c for c in self.containers.list() if c.image_id == image_id]
+        for record in users:
+            self._refresh_state(record)
+        # Docker counts a paused container as running, and layerlab keeps status "running" while paused.
+        running = [c for c in users if c.state.status == "running"]
+        stopped = [c for c in users if c.state.status != "running"]
+        if running:
+            return f"{prefix} (cannot be forced) - image is being used by running container {short_id(running[0].id)}"
+        if active_references and self.images.references_to(image_id):
+            return f"{prefix} (must be forced) - image is referenced in multiple repositories"
+        if soft and stopped:
+            return f"{prefix} (must be forced) - image is being used by stopped container {short_id(stopped[0].id)}"
+        return None
 
     def history(self, name: str, *, quiet=False, no_trunc=False, human=True) -> HistoryView:
         image = self.image(name)
@@ -252,9 +308,7 @@ class Engine:
     def restart_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
         from layerlab.engine import control
 
-        record = self.container(name_or_id)
-        control.stop(self, record, timeout)
-        control.start(self, record)
+        control.restart(self, self.container(name_or_id), timeout)
 
     def wait_container(self, name_or_id: str) -> int:
         from layerlab.engine import control

@@ -190,6 +190,33 @@ class ImageIndex:
                 links.setdefault(image_id, parent)
         return links
 
+    def has_dependent_children(self, image_id: str) -> bool:
+        """Tell whether a tagged or untagged image descends from `image_id`.
+
+        The walk follows parent links through build cache entries, so an image built
+        FROM this one counts even when its direct parent is an unlisted build step.
+        """
+        descriptors = self.store.descriptors()
+        links: dict[str, str] = {}
+        listed: set[str] = set()
+        for descriptor in descriptors:
+            child = descriptor.annotations.get(ANNOTATION_IMAGE_ID)
+            parent = descriptor.annotations.get(ANNOTATION_PARENT)
+            if child and parent:
+                links.setdefault(child, parent)
+            if child and _is_listed(descriptor):
+                listed.add(child)
+
+        for candidate in listed - {image_id}:
+            seen = {candidate}
+            ancestor = links.get(candidate)
+            while ancestor and ancestor not in seen:
+                if ancestor == image_id:
+                    return True
+                seen.add(ancestor)
+                ancestor = links.get(ancestor)
+        return False
+
     def known_image_ids(self) -> set[str]:
         return {d.annotations[ANNOTATION_IMAGE_ID] for d in self.store.descriptors() if ANNOTATION_IMAGE_ID in d.annotations}
 

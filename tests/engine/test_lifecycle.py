@@ -214,6 +214,73 @@ def test_rmi_in_use_forced(busybox, cli):
     assert rmi.stdout.startswith("Untagged: busybox:latest\n")
 
 
+def _commit_child(cli, base, container, target):
+    """Commit `base` plus one file as `target`, whose parent is then `base`; return its ID."""
+    assert cli("run", "--name", container, "--network", "none", base, "touch", "/" + container).returncode == 0
+    image_id = cli("commit", container, target).stdout.strip()
+    cli("rm", container)
+    return image_id
+
+
+def test_rmi_force_tag_keeps_image_of_running_container(busybox, cli):
+    keep = _commit_child(cli, "busybox", "a", "bkkeep:1")
+    assert cli("run", "-d", "--name", "user", "--network", "none", "bkkeep:1", "sleep", "600").returncode == 0
+    try:
+        by_tag = cli("rmi", "-f", "bkkeep:1")
+        by_id = cli("rmi", "-f", keep[7:19])
+        user_id = cli("inspect", "--format", "{{.Id}}", "user").stdout.strip()
+    finally:
+        cli("rm", "-f", "user")
+
+    assert by_tag.returncode == 0, by_tag.stderr
+    assert by_tag.stdout == "Untagged: bkkeep:1\n"
+    assert by_id.returncode == 1
+    assert by_id.stdout == ""
+    assert by_id.stderr == (f"Error response from daemon: conflict: unable to delete {keep[7:19]} (cannot be forced) - "
+                            f"image is being used by running container {user_id[:12]}\n")
+    assert keep[7:19] in cli("images", "-q").stdout
+
+
+def test_rmi_force_keeps_image_with_child(busybox, cli):
+    keep = _commit_child(cli, "busybox", "a", "bkkeep:1")
+    _commit_child(cli, "bkkeep:1", "b", "bkchild:1")
+
+    by_tag = cli("rmi", "-f", "bkkeep:1")
+    by_id = cli("rmi", "-f", keep[7:19])
+
+    assert by_tag.stdout == "Untagged: bkkeep:1\n"
+    assert by_id.returncode == 1
+    assert "(cannot be forced) - image has dependent child images" in by_id.stderr
+    assert cli("inspect", keep).returncode == 0
+
+
+def test_rmi_force_child_of_built_image(busybox, cli, context):
+    keep = _commit_child(cli, "busybox", "a", "bkkeep:1")
+    (context / "Dockerfile").write_text("FROM bkkeep:1\nRUN touch /built\n")
+    assert cli("build", "-q", "-t", "bkbuilt:1", str(context)).returncode == 0
+
+    by_id = cli("rmi", "-f", keep[7:19])
+
+    assert by_id.returncode == 1
+    assert "image has dependent child images" in by_id.stderr
+    assert cli("rmi", "bkbuilt:1").returncode == 0
+    assert cli("rmi", "-f", keep[7:19]).stdout == f"Untagged: bkkeep:1\nDeleted: {keep}\n"
+
+
+def test_rmi_force_deletes_image_of_stopped_container(busybox, cli):
+    keep = _commit_child(cli, "busybox", "a", "bkkeep:1")
+    cli("create", "--name", "idle", "--network", "none", "bkkeep:1", "true")
+
+    by_id = cli("rmi", keep[7:19])
+    forced = cli("rmi", "-f", "bkkeep:1")
+
+    assert by_id.returncode == 1
+    assert f"conflict: unable to delete {keep[7:19]} (must be forced) - image is being used by stopped container" in by_id.stderr
+    assert forced.stdout == f"Untagged: bkkeep:1\nDeleted: {keep}\n"
+    assert cli("inspect", "--format", "{{.Image}}", "idle").stdout.strip() == keep
+    assert cli("rm", "idle").returncode == 0
+
+
 def test_rmi_missing_image(busybox, cli):
     rmi = cli("rmi", "nothere")
 
