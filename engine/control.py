@@ -91,6 +91,23 @@ def start(engine, record: ContainerRecord) -> int:
     return monitor.launch(engine, record, remove=bool(record.host_config.get("AutoRemove")))
 
 
+def restart(engine, record: ContainerRecord, timeout: float | None = None) -> int:
+    """Stop the container as `stop` does, then start it again; return the new PID.
+
+    Docker keeps an AutoRemove (`--rm`) container through a restart, so the current
+    monitor gets a marker file that makes it keep the record when the container exits.
+    """
+    current_monitor = monitor_pid(record) if is_running(engine, record) else 0
+    if current_monitor:
+        monitor.spare_on_exit(record.path, current_monitor)
+    try:
+        stop(engine, record, timeout)
+    finally:
+        if current_monitor:
+            monitor.clear_spare_on_exit(record.path)
+    return start(engine, record)
+
+
 def send_signal(engine, record: ContainerRecord, sig: int) -> None:
     """Send `sig` to the container's init, as `kill` does."""
     if not is_running(engine, record):
@@ -120,7 +137,13 @@ def stop(engine, record: ContainerRecord, timeout: float | None = None) -> None:
     if not procfs.wait_for_exit(record.state.pid, timeout if timeout >= 0 else None):
         log.info("container %s did not stop within %s seconds; killing it", record.id, timeout)
         send_signal(engine, record, signal.SIGKILL)
-    wait(engine, record)
+    try:
+        wait(engine, record)
+    except NotFoundError:
+        if not record.host_config.get("AutoRemove"):
+            raise
+        # The monitor of a `--rm` container removed it on exit, which is a successful stop, as in Docker.
+        log.info("container %s was removed by its monitor after it stopped", record.id)
 
 
 def stop_signal(engine, record: ContainerRecord) -> int:

@@ -34,6 +34,9 @@ log = logging.getLogger("layerlab.engine.monitor")
 
 MONITOR_PID_FILE = "monitor.pid"
 MONITOR_LOG_FILE = "monitor.log"
+# Contains the PID of a monitor that must not remove its `--rm` container on exit,
+# because `restart` is stopping that container to start it again.
+SPARE_ON_EXIT_FILE = "spare-on-exit"
 
 _READ_SIZE = 65536
 
@@ -84,6 +87,31 @@ def read_monitor_pid(container_path: str) -> int:
             return int(file.read().strip() or 0)
     except (FileNotFoundError, ValueError):
         return 0
+
+
+def spare_on_exit(container_path: str, monitor_pid: int) -> None:
+    """Tell the monitor with PID `monitor_pid` to keep its container's record when the container exits."""
+    path = os.path.join(container_path, SPARE_ON_EXIT_FILE)
+    temporary = f"{path}.{os.getpid()}"
+    with open(temporary, "w") as file:
+        file.write(f"{monitor_pid}\n")
+    os.rename(temporary, path)
+
+
+def clear_spare_on_exit(container_path: str) -> None:
+    try:
+        os.unlink(os.path.join(container_path, SPARE_ON_EXIT_FILE))
+    except FileNotFoundError:
+        pass
+
+
+def _is_spared(container_path: str) -> bool:
+    """Tell whether `restart` asked this monitor process to keep its container."""
+    try:
+        with open(os.path.join(container_path, SPARE_ON_EXIT_FILE)) as file:
+            return file.read().strip() == str(os.getpid())
+    except FileNotFoundError:
+        return False
 
 
 def _read_reply(fd: int) -> dict:
@@ -211,7 +239,9 @@ class Monitor:
             self.network.teardown()
 
         # The PID file goes last: while the monitor is alive, it alone writes the record.
-        if self.remove:
+        if self.remove and _is_spared(self.record.path):
+            log.info("container %s is restarting, so its record stays", self.record.id)
+        elif self.remove:
             try:
                 self.engine.containers.remove(self.record)
             except (FileNotFoundError, NotFoundError):

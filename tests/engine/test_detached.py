@@ -229,6 +229,31 @@ def test_run_rm_detached_removes_container(detached, store_root):
     assert _wait_until(lambda: not [name for name in os.listdir(containers) if not name.startswith(".")])
 
 
+def test_restart_keeps_rm_container(detached, store_root):
+    detached.run_d("--rm", "--name", "rr", "--network", "none", "busybox", "sleep", "600")
+    first_pid = detached.inspect("rr")["State"]["Pid"]
+
+    restart = detached("restart", "-t", "1", "rr")
+
+    assert restart.returncode == 0, restart.stderr
+    assert restart.stdout == "rr\n"
+    state = detached.inspect("rr")["State"]
+    assert state["Running"]
+    assert state["Pid"] != first_pid
+    assert not (store_root / "containers" / detached.inspect("rr")["Id"] / "spare-on-exit").exists()
+
+
+def test_stop_removes_rm_container_after_restart(detached):
+    detached.run_d("--rm", "--name", "rr", "--network", "none", "busybox", "sleep", "600")
+    assert detached("restart", "-t", "1", "rr").returncode == 0
+
+    stop = detached("stop", "-t", "1", "rr")
+
+    assert stop.returncode == 0, stop.stderr
+    assert stop.stdout == "rr\n"
+    assert detached("inspect", "rr").returncode == 1
+
+
 def test_monitor_killed_then_rm_force(detached):
     detached.run_d("--name", "orphan", "--network", "none", "busybox", "sleep", "100")
     init_pid = detached.inspect("orphan")["State"]["Pid"]
