@@ -64,6 +64,7 @@ class RunOptions:
     ulimits: dict[str, list[int]] = field(default_factory=dict)  # name -> [soft, hard]
     stop_signal: str = ""
     stop_timeout: int | None = None
+    restart_policy: dict = field(default_factory=lambda: {"Name": "no", "MaximumRetryCount": 0})  # --restart
 
 
 def process_args(settings: dict, command: list[str], entrypoint: str | None) -> list[str]:

@@ -78,6 +78,38 @@ def parse_size(text: str, flag: str) -> int:
 MAX_HOSTNAME_LENGTH = 64
 
 
+def parse_restart_policy(text: str) -> dict:
+    """Parse `run --restart` into Docker's HostConfig.RestartPolicy, accepting only "no".
+
+    The format checks and messages follow Docker 20.10's CLI and daemon. Other valid
+    policies raise, because no layerlab process outlives a container to restart it.
+    """
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise InvalidArgumentError(f"invalid restart policy format: {text!r}, expected no, always, "
+                                   "unless-stopped or on-failure[:max-retries]")
+    name = parts[0]
+    count = 0
+    if len(parts) == 2:
+        try:
+            count = int(parts[1])
+        except ValueError:
+            raise InvalidArgumentError(f"maximum retry count must be an integer: {parts[1]!r}") from None
+
+    if name not in ("", "no", "always", "unless-stopped", "on-failure"):
+        raise InvalidArgumentError(f"invalid restart policy '{name}'")
+    if count and name != "on-failure":
+        raise InvalidArgumentError(f"maximum retry count cannot be used with restart policy '{name}'")
+    if count < 0:
+        raise InvalidArgumentError("maximum retry count cannot be negative")
+    if name in ("always", "unless-stopped", "on-failure"):
+        raise InvalidArgumentError(
+            f"restart policy '{text}' is not supported: layerlab has no daemon to restart containers. "
+            "Use --restart no, and restart the container with `layerlab start` or a service manager such as systemd"
+        )
+    return {"Name": name, "MaximumRetryCount": 0}
+
+
 def check_workdir_and_hostname(workdir: str, hostname: str) -> None:
     """Reject a relative -w and a -h longer than the kernel accepts, before anything is created."""
     if workdir and not workdir.startswith("/"):
@@ -192,6 +224,7 @@ def host_config(options) -> dict:
         "NoNewPrivileges": security["no_new_privileges"],
         "Seccomp": security["seccomp"],
         "AutoRemove": options.remove,
+        "RestartPolicy": dict(options.restart_policy),
     }
     if options.init:
         config["InitPath"] = init_binary()

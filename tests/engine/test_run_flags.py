@@ -755,3 +755,42 @@ def test_interactive_shell_ctrl_c_keeps_container(busybox, store_root):
     assert sleeping
     assert interrupted, text
     assert status == 0
+
+
+def test_restart_policy_no_accepted():
+    from layerlab.engine.run_options import parse_restart_policy
+
+    assert parse_restart_policy("no") == {"Name": "no", "MaximumRetryCount": 0}
+    assert parse_restart_policy("") == {"Name": "", "MaximumRetryCount": 0}
+
+
+@pytest.mark.parametrize("policy", ["always", "unless-stopped", "on-failure", "on-failure:3"])
+def test_restart_policy_needs_daemon(policy):
+    from layerlab.engine.errors import InvalidArgumentError
+    from layerlab.engine.run_options import parse_restart_policy
+
+    with pytest.raises(InvalidArgumentError, match="layerlab has no daemon to restart containers"):
+        parse_restart_policy(policy)
+
+
+@pytest.mark.parametrize("policy, message", [
+    ("sometimes", "invalid restart policy 'sometimes'"),
+    ("on-failure:x", "maximum retry count must be an integer"),
+    ("on-failure:-1", "maximum retry count cannot be negative"),
+    ("always:2", "maximum retry count cannot be used with restart policy 'always'"),
+    ("on-failure:1:2", "invalid restart policy format"),
+])
+def test_restart_policy_invalid(policy, message):
+    from layerlab.engine.errors import InvalidArgumentError
+    from layerlab.engine.run_options import parse_restart_policy
+
+    with pytest.raises(InvalidArgumentError, match=message):
+        parse_restart_policy(policy)
+
+
+def test_run_records_restart_policy_no(busybox, cli):
+    cli("create", "--name", "policy", "--network", "none", "busybox", "true")
+
+    host_config = json.loads(cli("inspect", "policy").stdout)[0]["HostConfig"]
+
+    assert host_config["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
