@@ -197,9 +197,7 @@ def _run_flag_values(options) -> dict:
         "ulimits": dict(run_options.parse_ulimit(text) for text in options.ulimit),
         "stop_signal": stop_signal,
         "stop_timeout": options.stop_timeout,
-        # NOTE: the parser in cli/parsers.py does not define --restart yet, so until it does
-        # every run gets Docker's default policy "no".
-        "restart_policy": run_options.parse_restart_policy(getattr(options, "restart", "no")),
+        "restart_policy": run_options.parse_restart_policy(options.restart),
     }
 
 

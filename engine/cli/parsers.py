@@ -192,6 +192,8 @@ def _build(sub):
 def _add_run_flags(p):
     p.add_argument("--name", default="", help="assign a name to the container")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("--restart", default="no",
+                   help="restart policy: only no, because no layerlab process outlives a container to restart it")
     p.add_argument("-e", "--env", action="append", default=[], help="set an environment variable (KEY=value)")
     p.add_argument("-w", "--workdir", default="", help="working directory inside the container")
     p.add_argument("-u", "--user", default=None, help="user name or uid, optionally with :group")
