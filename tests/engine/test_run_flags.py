@@ -190,6 +190,16 @@ def test_stop_waits_the_containers_stop_timeout(busybox, cli):
     assert "did not stop within 1 seconds; killing it" in stop.stderr
 
 
+def test_restart_flag_accepts_only_no(busybox, cli):
+    accepted = cli(*RUN, "--restart", "no", "busybox", "true")
+    rejected = cli(*RUN, "--restart", "always", "busybox", "true")
+
+    assert accepted.returncode == 0, accepted.stderr
+    assert rejected.returncode == 125
+    assert "restart policy 'always' is not supported: layerlab has no daemon" in rejected.stderr
+    assert cli("ps", "-aq").stdout == ""
+
+
 # -v, --mount and --tmpfs
 
 def test_bind_mount_read_write(busybox, cli, tmp_path):
