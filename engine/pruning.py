@@ -62,6 +62,14 @@ def prune_networks(engine, report: PruneReport) -> None:
     report.networks += prune(network_store(engine), networks_in_use(engine))
 
 
+def _release_default_bridge(engine) -> None:
+    # Not a network Docker would prune: the bridge and its rules go, and come back with the next container.
+    from layerlab.engine.network import network_store
+    from layerlab.engine.network.manage import release_default_bridge
+
+    release_default_bridge(network_store(engine))
+
+
 def prune_images(engine, report: PruneReport, *, all_images: bool = False) -> None:
     """Remove dangling images not used by a container; with all_images, every image no container uses."""
     used = {record.image_id for record in engine.containers.list()}
@@ -169,6 +177,7 @@ def system_prune(engine, *, all_images: bool = False, on_wait: Callable[[], None
     with engine.store.gc_exclusive(on_wait):
         prune_containers(engine, report)
         prune_networks(engine, report)
+        _release_default_bridge(engine)
         prune_images(engine, report, all_images=all_images)
         prune_build_cache(engine, report)
         report.reclaimed += collect_garbage(engine)

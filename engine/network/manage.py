@@ -40,6 +40,27 @@ def remove_network(networks: NetworkStore, network: Network) -> None:
     log.info("removed network %s and bridge %s", network.name, network.bridge)
 
 
+def release_default_bridge(networks: NetworkStore) -> bool:
+    """Delete the default network's bridge and rules while no running container is on it; return True if deleted.
+
+    The next container on the default network makes them again, so a store
+    that `system prune` left can be deleted without leaving a bridge and
+    NAT rules on the host. The record keeps the subnet.
+    """
+    if os.geteuid() != 0:
+        return False
+    network = next((n for n in networks.list() if n.name == DEFAULT_NETWORK), None)
+    if network is None or any(endpoint.alive() for endpoint in network.endpoints.values()):
+        return False
+    if network.bridge not in set(_link_names()):
+        return False
+    _delete_bridge(network.bridge)
+    prefix = iptables.bridge_comment(network.bridge) + " "
+    iptables.remove(lambda comment: comment.startswith(prefix))
+    log.info("deleted the idle default bridge %s", network.bridge)
+    return True
+
+
 def networks_in_use(engine) -> set[str]:
     """Return the names of the networks that containers use, running or stopped, as their mode or by `connect`."""
     used = set()

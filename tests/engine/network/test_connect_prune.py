@@ -259,3 +259,30 @@ def test_start_without_connected_network(net_env, cleanup):
     assert "layerlab network disconnect gone-b gone-c" in failed.stderr
     assert endpoints_after_failure == {}
     assert sorted(addresses(net_env, "gone-c")) == ["eth0"]
+
+
+def test_system_prune_releases_idle_default_bridge(net_env, cleanup):
+    layerlab(net_env, "run", "--rm", "busybox", "true")
+    bridge = bridge_of(net_env, "bridge")
+    assert link_exists(bridge)
+    assert bridge_rules(bridge)
+
+    layerlab(net_env, "system", "prune", "-f")
+    released = not link_exists(bridge) and bridge_rules(bridge) == []
+    rerun = layerlab(net_env, "run", "--rm", "busybox", "true")
+
+    assert released
+    assert rerun.returncode == 0
+    assert link_exists(bridge)
+    assert bridge_rules(bridge)
+
+
+def test_system_prune_keeps_default_bridge_in_use(net_env, cleanup):
+    cleanup["containers"].append("keeps-bridge")
+    layerlab(net_env, "run", "-d", "--name", "keeps-bridge", "busybox", "sleep", "300")
+    bridge = bridge_of(net_env, "bridge")
+
+    layerlab(net_env, "system", "prune", "-f")
+
+    assert link_exists(bridge)
+    assert bridge_rules(bridge)
