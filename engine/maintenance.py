@@ -9,9 +9,11 @@ import os
 from collections.abc import Callable
 
 from layerlab.engine.image import load_image
-from layerlab.engine.images import registry_manifest_blobs
+from layerlab.engine.images import ANNOTATION_REGISTRY_MANIFESTS, registry_manifest_blobs
+from layerlab.engine.kept_manifests import drop_malformed_entries, entry_texts, malformed_entries, parse_kept_entry
 from layerlab.engine.listing import tree_size
 from layerlab.engine.rootless import remove_tree
+from layerlab.engine.store import ANNOTATION_IMAGE_ID, ANNOTATION_REF_NAME
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +98,17 @@ def _fsck(engine, *, repair: bool, on_note: Callable[[str], None] | None) -> lis
             if repair:
                 store.update_index(lambda ds, bad=descriptor.digest: [d for d in ds if d.digest != bad])
 
+    # Push skips a malformed entry, so a repair drops it and keeps the image and the other entries.
+    malformed = [(descriptor, text) for descriptor in store.descriptors() for text in malformed_entries(descriptor)]
+    for descriptor, text in malformed:
+        problems.append(f"image {_image_name(descriptor)}: invalid kept registry manifest entry {text!r} "
+                        f"in annotation {ANNOTATION_REGISTRY_MANIFESTS}")
+    if malformed and repair:
+        drop_malformed_entries(store)
+
     # A lost registry manifest costs only the digest on the next push, so a repair drops its entries and keeps the image.
-    lost_manifests = {digest for descriptor in store.descriptors() for digest in registry_manifest_blobs(descriptor)
-                      if not store.has_blob(digest)}
+    lost_manifests = {entry.digest for descriptor in store.descriptors() for text in entry_texts(descriptor)
+                      if (entry := parse_kept_entry(text)) is not None and not store.has_blob(entry.digest)}
     for digest in sorted(lost_manifests):
         problems.append(f"registry manifest {digest} kept for push is missing")
         if repair:
@@ -150,6 +160,12 @@ def _descriptor_blobs(engine, descriptor) -> list[str]:
         return [descriptor.digest]
     image = load_image(engine.store, descriptor.digest)
     return [image.id] + [layer.digest for layer in image.layers]
+
+
+def _image_name(descriptor) -> str:
+    """Return the tag of an index entry, or its image ID for an untagged or cache entry."""
+    return (descriptor.annotations.get(ANNOTATION_REF_NAME) or descriptor.annotations.get(ANNOTATION_IMAGE_ID)
+            or descriptor.digest)
 
 
 def _file_size(path: str) -> int:

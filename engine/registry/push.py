@@ -32,8 +32,9 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from layerlab.engine.digest import short_id
+from layerlab.engine.digest import sha256_digest, short_id
 from layerlab.engine.errors import InvalidArgumentError, NotFoundError
+from layerlab.engine.kept_manifests import valid_kept_entries
 from layerlab.engine.reference import Reference
 from layerlab.engine.registry.blobinfo import BlobInfo, CompressedBlob
 from layerlab.engine.registry.client import RegistryClient, RegistryError
@@ -178,7 +179,8 @@ class _Uploader:
         they are harmless.
         """
         registry = self.reference.registry
-        kept = sorted(self.engine.images.registry_manifests(image.id),
+        # Malformed entries are skipped with a warning, and fsck reports them.
+        kept = sorted(((entry.reference, entry.digest) for entry in valid_kept_entries(self.engine.store, image.id)),
                       key=lambda entry: (entry[0].registry != registry, entry[0].repository != self.repository))
         # The same bytes kept under several names (a source and its pushed copies) are tried once, with every
         # repository of the target registry that names them as a mount source.
@@ -202,8 +204,18 @@ class _Uploader:
     def _load_kept_manifest(self, image, source: Reference, digest: str) -> _KeptManifest | None:
         try:
             data = self.engine.store.read_blob(digest)
+        except NotFoundError as error:
+            log.warning("ignoring the manifest kept from %s (%s): %s. Run `layerlab fsck`", source.name, digest, error)
+            return None
+        # The registry names a manifest by the sha256 of its bytes, so changed bytes must never go out under this name.
+        actual = sha256_digest(data)
+        if actual != digest:
+            log.warning("ignoring the manifest kept from %s (%s): its blob has digest %s (%d bytes). "
+                        "Run `layerlab fsck --repair`", source.name, digest, actual, len(data))
+            return None
+        try:
             document = json.loads(data)
-        except (NotFoundError, UnicodeDecodeError, ValueError) as error:
+        except (UnicodeDecodeError, ValueError) as error:
             log.warning("ignoring the manifest kept from %s (%s): %s. Run `layerlab fsck`", source.name, digest, error)
             return None
         if not isinstance(document, dict):

@@ -8,8 +8,10 @@ pushed to a real docker-registry, and check the fallback to a new OCI
 manifest when the layer blobs are out of reach or the image changed.
 """
 
+import hashlib
 import json
 import os
+import re
 import urllib.request
 
 import pytest
@@ -200,7 +202,8 @@ def pushed_source(busybox_rootfs_tar, registry, tmp_path, request):
     """An image pushed by another store as keep/store-side:TEST; return its name, stored manifest and digest."""
     source_engine = Engine(str(tmp_path / "source"))
     import_busybox(source_engine, busybox_rootfs_tar, label=request.node.name)
-    tag = request.node.name[:100]
+    # A parametrized test's name has brackets, which a tag cannot contain.
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "-", request.node.name)[:100]
     name = f"{registry.host}/keep/store-side:{tag}"
     source_engine.tag("busybox", name)
     digest = push(source_engine, name).manifest_digest
@@ -255,3 +258,101 @@ def test_fsck_repairs_lost_manifest_blob(engine, pushed_source, registry, cli):
     assert engine.image(name).id == engine.image(target).id
     # Without a kept manifest the push writes layerlab's own, which for a source that layerlab pushed is the same.
     assert pushed.manifest_digest == digest
+
+
+def test_own_manifest_other_registry_same_digest(engine, pushed_source, other_registry):
+    name, _, digest = pushed_source
+    target = f"{other_registry.host}/keep/layerlab-copy:1"
+    pull(engine, name)
+    engine.tag(name, target)
+
+    pushed = push(engine, target)
+
+    copy = stored_manifest(other_registry, "keep/layerlab-copy", "1")
+    # The other registry has none of the layer blobs, so the push writes its own manifest, with the source's bytes.
+    assert pushed.manifest_digest == digest
+    assert copy.digest == digest
+
+
+def change_same_length(data):
+    return data.replace(b"   ", b"\t  ", 1)
+
+
+def change_length(data):
+    return data + b"\n"
+
+
+@pytest.mark.parametrize("change", [change_same_length, change_length])
+def test_changed_manifest_blob_not_sent(engine, pushed_source, registry, tmp_path, caplog, change):
+    name, stored, digest = pushed_source
+    repository = f"keep/store-changed-{change.__name__.replace('_', '-')}"
+    target = f"{registry.host}/{repository}:1"
+    pull(engine, name)
+    engine.tag(name, target)
+    path = engine.store.blob_path(digest)
+    changed = change(stored.data)
+    assert changed != stored.data
+    os.chmod(path, 0o644)
+    with open(path, "wb") as blob:
+        blob.write(changed)
+
+    pushed = push(engine, target)
+
+    copy = stored_manifest(registry, repository, "1")
+    # The fallback manifest that layerlab writes for its own image has the kept manifest's bytes.
+    assert pushed.manifest_digest == digest
+    assert copy.digest == digest
+    assert copy.data == stored.data
+    assert pull(Engine(str(tmp_path / "fresh")), target).image.id == engine.image(target).id
+    assert f"its blob has digest sha256:{hashlib.sha256(changed).hexdigest()}" in caplog.text
+
+
+MALFORMED_ENTRIES = ["garbage", "@@@", "HOST/repo@sha256:zz"]
+
+
+def add_kept_entries(engine, name, entries):
+    def change(descriptors):
+        for descriptor in descriptors:
+            if descriptor.annotations.get("org.opencontainers.image.ref.name") == name:
+                kept = descriptor.annotations["dev.layerlab.registry.manifests"].split(",")
+                descriptor.annotations["dev.layerlab.registry.manifests"] = ",".join(kept + entries)
+
+    engine.store.update_index(change)
+
+
+def test_malformed_kept_entries_fsck(engine, pushed_source, registry, cli):
+    name, _, digest = pushed_source
+    copy = f"{registry.host}/keep/store-malformed-copy:1"
+    pull(engine, name)
+    add_kept_entries(engine, name, MALFORMED_ENTRIES)
+    assert cli("tag", name, copy).returncode == 0
+
+    check = cli("fsck")
+    repair = cli("fsck", "--repair")
+    after = cli("fsck")
+
+    for entry in MALFORMED_ENTRIES:
+        assert (f"image {name}: invalid kept registry manifest entry {entry!r} "
+                f"in annotation dev.layerlab.registry.manifests") in check.stdout
+    assert "invalid digest" not in check.stdout + check.stderr
+    assert repair.returncode == 0, repair.stderr
+    assert after.stdout == "store is consistent\n"
+    assert kept_blobs(engine) == {digest}
+    for descriptor in engine.store.descriptors():
+        for entry in MALFORMED_ENTRIES:
+            assert entry not in descriptor.annotations.get("dev.layerlab.registry.manifests", "").split(",")
+
+
+def test_push_skips_malformed_kept_entries(engine, pushed_source, registry, caplog):
+    name, _, digest = pushed_source
+    target = f"{registry.host}/keep/store-malformed-push:1"
+    pull(engine, name)
+    add_kept_entries(engine, name, MALFORMED_ENTRIES)
+    engine.tag(name, target)
+
+    pushed = push(engine, target)
+
+    assert pushed.manifest_digest == digest
+    assert stored_manifest(registry, "keep/store-malformed-push", "1").digest == digest
+    for entry in MALFORMED_ENTRIES:
+        assert f"ignoring the invalid kept registry manifest entry {entry!r}" in caplog.text
