@@ -126,7 +126,7 @@ def _fsck(engine, *, repair: bool, on_note: Callable[[str], None] | None) -> lis
                 problems.append(f"{leftovers} temporary files from interrupted writes in {store.tmp_dir}: "
                                 "run `layerlab fsck --repair` to remove them")
         elif on_note is not None:
-            on_note(f"temporary files in {store.tmp_dir} not checked because a build, pull, commit or load "
+            on_note(f"temporary files in {store.tmp_dir} not checked because a build, pull, push, commit or load "
                     "is in progress: run fsck again when it ends")
 
     from layerlab.engine.control import check_containers

@@ -93,13 +93,16 @@ def push(engine, name: str, *, progress: Callable[[str], None] | None = None,
         raise InvalidArgumentError(f"cannot push {name!r} by digest: push a tag such as {reference.name}:latest")
     if chunk_size <= 0:
         raise InvalidArgumentError(f"chunk size {chunk_size} must be a positive number of bytes")
-    image = engine.images.resolve(name)
     client = client or RegistryClient(reference.registry, root=engine.root)
     client.add_scope(reference.repository, "pull,push")
     say = event_sink(progress, events)
     try:
-        uploader = _Uploader(engine, client, reference, chunk_size, say)
-        return uploader.push_image(image)
+        # Prune must not delete the image's config, layers or kept manifests while they are read and sent,
+        # so the push holds the gc lock shared from resolving the name to recording the pushed digest.
+        with engine.store.gc_shared():
+            image = engine.images.resolve(name)
+            uploader = _Uploader(engine, client, reference, chunk_size, say)
+            return uploader.push_image(image)
     finally:
         client.close()
 

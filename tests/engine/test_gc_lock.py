@@ -98,7 +98,7 @@ def test_fsck_during_build_skips_tmp(busybox, cli, running_build):
 
     assert check.returncode == 0, check.stdout
     assert "from interrupted writes" not in check.stdout
-    assert "not checked because a build, pull, commit or load is in progress" in check.stdout
+    assert "not checked because a build, pull, push, commit or load is in progress" in check.stdout
     assert build.returncode == 0
 
 
