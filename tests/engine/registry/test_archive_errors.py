@@ -168,14 +168,16 @@ def test_cli_save_into_device_keeps_it(cli, busybox, tmp_path):
 def test_cli_save_into_named_pipe(cli, busybox, tmp_path):
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
-    reader = subprocess.Popen(["cat", str(pipe)], stdout=subprocess.PIPE)
-
-    result = cli("save", "-o", pipe, "busybox")
-    received = reader.communicate(timeout=60)[0]
+    copy = tmp_path / "copy.tar"
+    # The reader copies into a file, so a full pipe never stalls the writer.
+    with open(copy, "wb") as sink:
+        reader = subprocess.Popen(["cat", str(pipe)], stdout=sink)
+        result = cli("save", "-o", pipe, "busybox", timeout=120)
+        reader.wait(timeout=60)
 
     assert result.returncode == 0, result.stderr
     assert stat.S_ISFIFO(os.stat(pipe).st_mode)
-    with tarfile.open(fileobj=io.BytesIO(received)) as opened:
+    with tarfile.open(copy) as opened:
         assert "manifest.json" in opened.getnames()
 
 
