@@ -19,6 +19,7 @@ import time
 import pytest
 
 from layerlab.engine.formatting import Template, format_rows
+from tests.terminal import read_until_closed
 
 
 
@@ -698,16 +699,8 @@ def test_exec_interactive_tty_on_pty(busybox, store_root, cli):
                                stdin=slave, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     os.write(master, b"echo hi-$((40 + 2)); exit 3\n")
-    output = b""
     try:
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
+        output = read_until_closed(master)
         status = process.wait(timeout=60)
     finally:
         if process.poll() is None:

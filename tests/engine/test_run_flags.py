@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests.engine.test_rootless import as_user, bootstrap, data_home, tester  # noqa: F401 (fixtures)
+from tests.terminal import read_until_closed
 
 
 RUN = ("run", "--rm", "--network", "none")
@@ -88,15 +89,7 @@ def test_interactive_tty_on_pty(busybox, store_root):
                                stdin=slave, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     os.write(master, b"hello\n")
-    output = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
+    output = read_until_closed(master)
     os.close(master)
 
     assert process.wait(timeout=60) == 0

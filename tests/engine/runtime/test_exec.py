@@ -8,6 +8,7 @@ import pytest
 from layerlab.engine.errors import ConflictError, ContainerError, InvalidArgumentError
 from layerlab.engine.runtime import ProcessSpec, start
 from layerlab.engine.runtime.exec import exec_process
+from tests.terminal import read_until_closed
 
 
 @pytest.fixture
@@ -93,28 +94,13 @@ def test_exec_after_exit_fails(run):
         exec_process(pid, ProcessSpec(args=["true"], env=["PATH=/bin"]), join_network=True)
 
 
-def _read_terminal(master):
-    """Read the terminal's master until every slave fd is closed; return the text."""
-    output = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            # EIO: the last slave fd was closed.
-            break
-        if not chunk:
-            break
-        output += chunk
-    return output.decode()
-
-
 def test_exec_terminal_is_containers_pts(sleeper):
     process = ProcessSpec(args=["sh", "-c", "tty; test -t 0 && test -t 2 && echo all-terminal"], env=["PATH=/bin"],
                           terminal=True)
 
     started = exec_process(sleeper.pid, process, join_network=True)
     try:
-        text = _read_terminal(started.terminal_fd)
+        text = read_until_closed(started.terminal_fd).decode()
     finally:
         os.close(started.terminal_fd)
 
@@ -128,7 +114,7 @@ def test_exec_terminal_is_controlling(sleeper):
 
     started = exec_process(sleeper.pid, process, join_network=True)
     try:
-        text = _read_terminal(started.terminal_fd)
+        text = read_until_closed(started.terminal_fd).decode()
     finally:
         os.close(started.terminal_fd)
     fields = text[text.rindex(")") + 2:].split()
