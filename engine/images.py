@@ -27,7 +27,7 @@ SCRATCH = "scratch"
 # uncompressed here.
 ANNOTATION_REPO_DIGESTS = "dev.layerlab.repo.digests"
 # The manifests that registries served for this image, kept byte for byte as blobs in the store, as
-# comma-separated `name@digest` entries (one per repository name). A push to a registry that holds
+# comma-separated `name@digest` entries (one per repository name). A push to a registry that has
 # their compressed layers sends one of them unchanged, so the image keeps its manifest digest there.
 # These entries are what keeps the blobs from garbage collection.
 ANNOTATION_REGISTRY_MANIFESTS = "dev.layerlab.registry.manifests"

@@ -93,7 +93,7 @@ def pull(engine, name: str, *, platform: str | None = None,
 
 
 def _offline_hint(reference: Reference) -> str | None:
-    """Return how to make a Docker Hub image that `layerlab bootstrap` knows without a registry, else None."""
+    """Return how to make a Docker Hub image that `layerlab bootstrap` can make without a registry, else None."""
     if reference.registry != DEFAULT_REGISTRY or reference.digest:
         return None
     if reference.repository not in ("library/busybox", "library/debian"):

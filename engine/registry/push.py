@@ -210,12 +210,14 @@ class _Uploader:
         except NotFoundError as error:
             log.warning("ignoring the manifest kept from %s (%s): %s. Run `layerlab fsck`", source.name, digest, error)
             return None
+
         # The registry names a manifest by the sha256 of its bytes, so changed bytes must never go out under this name.
         actual = sha256_digest(data)
         if actual != digest:
             log.warning("ignoring the manifest kept from %s (%s): its blob has digest %s (%d bytes). "
                         "Run `layerlab fsck --repair`", source.name, digest, actual, len(data))
             return None
+
         try:
             document = json.loads(data)
         except (UnicodeDecodeError, ValueError) as error:
@@ -224,6 +226,7 @@ class _Uploader:
         if not isinstance(document, dict):
             log.warning("ignoring the manifest kept from %s (%s): it is not a JSON object", source.name, digest)
             return None
+
         # An OCI manifest may omit mediaType, but a Docker schema 2 manifest always has it.
         media_type = document.get("mediaType") or OCI_MANIFEST
         layers = document.get("layers")
@@ -232,6 +235,7 @@ class _Uploader:
                 or config.get("digest") != image.id or len(layers) != len(image.layers)):
             log.debug("the manifest kept from %s (%s) does not describe image %s", source.name, digest, image.id)
             return None
+
         if any(not isinstance(layer, dict) or layer.get("mediaType") not in OCI_LAYER_TYPES
                or not str(layer.get("digest", "")).startswith("sha256:") or not isinstance(layer.get("size"), int)
                for layer in layers):

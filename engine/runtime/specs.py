@@ -51,9 +51,9 @@ class Resources:
 
 @dataclass(frozen=True)
 class Security:
-    """What a container's processes may do: their capabilities, seccomp filter and no_new_privs.
+    """The limits on a container's processes: their capabilities, seccomp filter and no_new_privs.
 
-    `exec` gives the processes it starts the same as the container's init.
+    `exec` gives the processes it starts the same limits as the container's init.
     """
 
     cap_add: tuple[str, ...] = ()  # capability names such as "NET_ADMIN", "CAP_NET_ADMIN" or "ALL"

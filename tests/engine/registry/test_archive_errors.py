@@ -152,7 +152,7 @@ def test_cli_save_to_directory(cli, busybox, tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root")
 def test_cli_save_into_device_keeps_it(cli, busybox, tmp_path):
-    # A private null device stands in for /dev/null, so a regression cannot break the host's.
+    # The test writes to a private null device, so a regression cannot replace the host's /dev/null.
     folder = tmp_path / "out"
     folder.mkdir()
     device = folder / "null"

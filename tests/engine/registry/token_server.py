@@ -5,9 +5,9 @@ The registry responds to unauthenticated requests with 401 and
 sends `GET /token?service=...&scope=...` here, with Basic credentials or
 none, and sends the returned JWT to the registry as `Bearer <token>`.
 
-Distribution 2.8 (registry/auth/token/token.go) checks a token like this:
+Distribution 2.8 (registry/auth/token/token.go) checks a token like this.
 `iss` must be the configured issuer and `aud` the configured service (one
-string), `exp` and `nbf` must hold within 60 s of leeway, and the signing
+string). `exp` and `nbf` must be met within 60 s of leeway. The signing
 key is taken from the header's `x5c` certificate chain, which must verify
 against `rootcertbundle`. A `kid` header would instead need the libtrust
 fingerprint of a key from that bundle. Here the chain is one self-signed
